@@ -1,0 +1,84 @@
+"""A feature, built: the configured stages of each layer, its provider, prompt and schema.
+
+This is the one place that decides which stages a feature's configuration turns on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keel.config import FeatureConfig, ModelConfig, Settings
+from keel.errors import ConfigError
+from keel.input.limits import LimitsStage
+from keel.input.normalize import NormalizeStage
+from keel.llm.prompt_stage import PromptStage
+from keel.llm.providers import Provider
+from keel.monitor.cost import CostStage
+from keel.monitor.ledger import LedgerWriter
+from keel.monitor.record import LedgerStage
+from keel.prompts import PromptTemplate, load_prompt
+from keel.prompts.template import check_schema
+from keel.stage import Layer, Stage
+from keel.validate.schema import SchemaStage
+
+
+@dataclass(slots=True)
+class Feature:
+    """A named pipeline configuration, ready to run."""
+
+    config: FeatureConfig
+    model: ModelConfig
+    provider: Provider
+    prompt: PromptTemplate | None
+    schema: dict[str, Any] | None
+    stages: dict[Layer, list[Stage]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The feature's name."""
+        return self.config.name
+
+
+def build_feature(
+    fc: FeatureConfig,
+    index: int,
+    settings: Settings,
+    provider: Provider,
+    writer: LedgerWriter | None,
+) -> Feature:
+    """Assemble the stages for one feature; configuration problems raise ConfigError naming the feature."""
+    model = settings.model(fc.model)
+    prompt = _load_prompt(fc, index, settings) if fc.prompt else None
+    schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
+    if fc.output_schema is not None:
+        check_schema(fc.output_schema, where=f"{settings.source}: features[{index}].schema")
+
+    stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
+    stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, provider.count_messages, fc.name)]
+    if prompt is not None:
+        variables = {
+            **{k: v.default for k, v in prompt.variables.items() if v.default is not None},
+            **fc.variables,
+        }
+        stages[Layer.LLM].append(PromptStage(prompt, variables))
+    if schema is not None:
+        stages[Layer.VALIDATION].append(SchemaStage(schema))
+    stages[Layer.MONITORING].append(CostStage(model.price))
+    if writer is not None:
+        stages[Layer.MONITORING].append(LedgerStage(writer))
+    return Feature(config=fc, model=model, provider=provider, prompt=prompt, schema=schema, stages=stages)
+
+
+def _load_prompt(fc: FeatureConfig, index: int, settings: Settings) -> PromptTemplate:
+    name = fc.prompt or ""
+    base = settings.resolve(settings.prompts_dir)
+    for suffix in (".yaml", ".yml"):
+        path = base / f"{name}{suffix}"
+        if path.exists():
+            return load_prompt(path, name=name)
+    raise ConfigError(
+        f"{settings.source}: features[{index}].prompt: no prompt file {Path(base, name + '.yaml')} "
+        f"(prompts are read from prompts_dir: {settings.prompts_dir})"
+    )

@@ -1,0 +1,1 @@
+"""Input layer: clean and defend what comes in before anything else sees it."""

@@ -1,0 +1,1 @@
+"""Validation layer: refuse to show a wrong or unsafe answer."""
