@@ -212,3 +212,23 @@ def test_streaming_with_schema_holds_chunks_until_the_answer_validates(make_sett
     with pytest.raises(OutputRejected):
         asyncio.run(bad())
     assert got == []  # nothing of the invalid answer reached the caller
+
+
+def test_an_abandoned_stream_is_recorded_as_cancelled_with_what_was_sent(make_settings: MakeSettings) -> None:
+    s = make_settings(CONFIG, {"support": PROMPT})
+
+    async def go() -> None:
+        call = Call(feature="support", messages=[{"role": "user", "content": "hi"}])
+        async with Pipeline(s, providers={"m": ScriptedProvider("m", ["a b c d e f g h"])}) as p:
+            stream = await p.open_stream(call)
+            seen = 0
+            async for _ in stream:
+                seen += 1
+                if seen == 3:
+                    break
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(go())
+    [row] = _rows(s)
+    assert (row["status"], row["http_status"], row["error_code"]) == ("error", 499, "cancelled")
+    assert 0 < row["output_tokens"] < 8

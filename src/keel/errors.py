@@ -14,6 +14,7 @@
     ├── OutputRejected                502 invalid_response_error (validation refused the answer)
     ├── ProviderUnavailable           503 (a provider cannot be used here, e.g. missing extra)
     ├── LedgerWriteError              500 (a ledger batch could not be written; nothing of it was)
+    ├── CallCancelled                 499 (the caller went away before the answer was complete)
     └── UpstreamError                 502 upstream_error (carries status, body, attempts)
         ├── UpstreamTimeout           504
         ├── UpstreamConnectionError   502
@@ -135,6 +136,14 @@ class ProviderUnavailable(KeelError):
     status = 503
     type = "server_error"
     code = "provider_unavailable"
+
+
+class CallCancelled(KeelError):
+    """The caller disconnected or cancelled before the answer was complete (recorded, never sent)."""
+
+    status = 499
+    type = "client_closed_request"
+    code = "cancelled"
 
 
 class LedgerWriteError(KeelError):

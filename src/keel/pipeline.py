@@ -18,7 +18,7 @@ from typing import Any
 
 from keel.call import Call, Completion, Result, Status, Usage
 from keel.config import Settings, load_config
-from keel.errors import KeelError, UnknownFeature
+from keel.errors import CallCancelled, KeelError, UnknownFeature
 from keel.features import Feature, build_feature
 from keel.llm.providers import ModelRequest, Provider, provider_class
 from keel.llm.providers.base import Chunk
@@ -117,9 +117,12 @@ class Pipeline:
         except KeelError as exc:
             _fail(call, exc)
             raise
+        except asyncio.CancelledError:
+            _fail(call, CallCancelled("the caller went away before the answer was complete"))
+            raise
         finally:
-            if not done and call.status is Status.OK:
-                call.status = Status.ERROR  # cancelled or crashed: still recorded
+            if not done and call.error is None:
+                _fail(call, KeelError("internal error"))  # a bug: still recorded, with its own status
             await self._finish(call, feature, t0)
         return Result.from_call(call)
 
@@ -137,10 +140,13 @@ class Pipeline:
         except KeelError as exc:
             _fail(call, exc)
             raise
+        except asyncio.CancelledError:
+            _fail(call, CallCancelled("the caller went away before the stream started"))
+            raise
         finally:
             if not opened:
-                if call.status is Status.OK:
-                    call.status = Status.ERROR
+                if call.error is None:
+                    _fail(call, KeelError("internal error"))
                 await self._finish(call, feature, t0)
         call.stream = True
         return self._relay(call, feature, chunks, first, t0, t_llm)
@@ -181,14 +187,18 @@ class Pipeline:
         except KeelError as exc:
             _fail(call, exc)
             raise
+        except (asyncio.CancelledError, GeneratorExit):
+            _fail(call, CallCancelled("the caller went away during the stream"))
+            raise
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
-            if not done and call.status is Status.OK:
-                call.status = Status.ERROR  # the client went away mid-stream
+            if not done:
+                if call.error is None:
+                    _fail(call, KeelError("internal error"))
                 if call.completion is None and acc.text:
-                    self._settle(call, feature, acc.completion())
+                    self._settle(call, feature, acc.completion())  # record what was sent
             await self._finish(call, feature, t0)
 
     # -- the layers --------------------------------------------------------------------------

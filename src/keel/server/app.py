@@ -1,0 +1,101 @@
+"""The gateway application: OpenAI-compatible routes over one Pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+import keel
+from keel.config import Settings, load_config
+from keel.errors import KeelError, UnknownFeature
+from keel.pipeline import Pipeline
+from keel.server.auth import KeyRing
+from keel.server.chat import ChatEndpoint
+from keel.server.errors import error_response, install_error_handlers
+from keel.server.protocol import request_schema
+
+
+def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
+    """The gateway for ``settings`` (or a ready ``pipeline``); models load and the ledger opens at startup."""
+    if pipeline is None:
+        pipeline = Pipeline(settings if settings is not None else load_config())
+    s = pipeline.settings
+    keyring = KeyRing(s.keys)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await pipeline.start()
+        try:
+            yield
+        finally:
+            await pipeline.aclose()
+
+    app = FastAPI(
+        title="keel gateway", version=keel.__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.state.pipeline = pipeline
+    install_error_handlers(app)
+
+    chat = ChatEndpoint(pipeline, keyring, s.server.max_body_bytes)
+    body_doc = {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}
+    }
+    for path in ("/v1/chat/completions", "/chat/completions"):
+        app.add_api_route(
+            path,
+            chat,
+            methods=["POST"],
+            openapi_extra=body_doc,
+            include_in_schema=path.startswith("/v1"),
+            summary="Create a chat completion (OpenAI-compatible)",
+        )
+
+    def _model(name: str) -> dict[str, Any]:
+        f = pipeline.features[name]
+        return {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "keel",
+            "keel": {
+                "model": f.model.name,
+                "provider": f.model.provider,
+                "description": f.config.description,
+            },
+        }
+
+    @app.get("/v1/models", summary="List the features this key may use (as OpenAI models)")
+    async def list_models(request: Request) -> Response:
+        try:
+            key = keyring.authenticate(request.headers.get("authorization"))
+        except KeelError as exc:
+            return error_response(exc)
+        data = [_model(n) for n in pipeline.features if keyring.may_use(key, n)]
+        return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
+
+    @app.get("/v1/models/{model_id}", summary="Describe one feature")
+    async def get_model(model_id: str, request: Request) -> Response:
+        try:
+            key = keyring.authenticate(request.headers.get("authorization"))
+            if model_id not in pipeline.features or not keyring.may_use(key, model_id):
+                raise UnknownFeature(f"unknown feature {model_id!r}", param="model")
+        except KeelError as exc:
+            return error_response(exc)
+        return Response(orjson.dumps(_model(model_id)), media_type="application/json")
+
+    @app.get("/healthz", summary="Liveness and configuration summary")
+    async def healthz() -> Response:
+        body = {
+            "status": "ok",
+            "version": keel.__version__,
+            "features": sorted(pipeline.features),
+            "models": {name: {"provider": p.kind} for name, p in pipeline.providers.items()},
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return app
