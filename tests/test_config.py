@@ -122,3 +122,8 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_value_errors_read_as_plain_sentences() -> None:
+    msg = _error(EXAMPLE.replace("name: support", "name: 'support bot'"))
+    assert msg.endswith("features[0].name: use letters, digits and _ . : - (at most 64 characters)")

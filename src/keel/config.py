@@ -291,6 +291,7 @@ def _describe(
     elif err["type"] == "missing":
         msg = "missing (required)"
     else:
+        msg = msg.removeprefix("Value error, ")
         msg = msg[0].lower() + msg[1:]
         if "input" in err and err["type"] not in {"value_error"}:
             msg += f", got {json.dumps(err['input'], default=str)[:80]}"
