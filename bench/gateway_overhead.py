@@ -112,6 +112,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--no-ledger", action="store_true", help="diagnosis only: run the gateway without its ledger"
+    )
     opts = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +126,7 @@ def main() -> None:
             "    price: {input_per_mtok: 0.15, output_per_mtok: 0.6}\n"
             "features:\n  - name: bench\n    model: up\n"
             "storage: {path: ledger.db}\n"
+            f"ledger: {{enabled: {'false' if opts.no_ledger else 'true'}}}\n"
         )
         gw, gw_port = start([KEEL, "serve", "--config", str(cfg), "--port", "0"], r"127\.0\.0\.1:(\d+)")
         wait_healthy(f"http://127.0.0.1:{gw_port}/healthz")
@@ -143,9 +147,11 @@ def main() -> None:
             for proc in (gw, fake):
                 proc.terminate()
                 proc.wait(timeout=30)
-        db = sqlite3.connect(Path(tmp) / "ledger.db")  # after a graceful stop, every row is flushed
-        ledger_rows = db.execute("select count(*) from calls").fetchone()[0]
-        db.close()
+        ledger_rows = 0
+        if not opts.no_ledger:
+            db = sqlite3.connect(Path(tmp) / "ledger.db")  # after a graceful stop, every row is flushed
+            ledger_rows = db.execute("select count(*) from calls").fetchone()[0]
+            db.close()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{opts.requests} requests x {opts.rounds} rounds per cell; ledger rows written: {ledger_rows}\n"

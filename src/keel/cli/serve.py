@@ -47,6 +47,7 @@ def serve(
             http="httptools",
             lifespan="on",
             access_log=False,
+            proxy_headers=False,  # keel reads no client address; skip the per-request middleware
             log_level=log_level,
             timeout_graceful_shutdown=10,
         )

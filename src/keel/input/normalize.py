@@ -28,6 +28,8 @@ _INVISIBLE = re.compile(
 
 def clean_text(text: str) -> tuple[str, int]:
     """``text`` in NFKC with invisible and control characters removed, and how many were removed."""
+    if text.isascii() and _INVISIBLE.search(text) is None:
+        return text, 0  # the common case: nothing to do, and no allocation
     removed = 0
 
     def _drop(match: re.Match[str]) -> str:
