@@ -44,6 +44,10 @@ def test_init_writes_a_working_config_and_prompt_and_refuses_to_overwrite(tmp_pa
     assert again.returncode == 1
     assert again.stderr.count("\n") == 1 and "already exist; pass --force" in again.stderr
     assert keel("init", "--force", cwd=tmp_path).returncode == 0
+    elsewhere = keel("init", "--config", str(tmp_path / "conf" / "gateway.yaml"))
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert load_config(tmp_path / "conf" / "gateway.yaml").features[0].prompt == "support"
+    assert (tmp_path / "conf" / "prompts" / "support.yaml").exists()
 
 
 def test_keys_generate_prints_a_key_once_and_the_hash_to_configure(tmp_path: Path) -> None:

@@ -18,14 +18,16 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to write the files.")] = Path("."),
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Where to write the config; prompts/ goes beside it.")
+    ] = Path("keel.yaml"),
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
 ) -> None:
     """Write keel.yaml and prompts/support.yaml (a working setup on the embedded local model)."""
     templates = resources.files("keel.cli").joinpath("templates")
     targets = {
-        directory / "keel.yaml": templates.joinpath("keel.yaml").read_text(encoding="utf-8"),
-        directory / "prompts" / "support.yaml": templates.joinpath("support.yaml").read_text(
+        config: templates.joinpath("keel.yaml").read_text(encoding="utf-8"),
+        config.parent / "prompts" / "support.yaml": templates.joinpath("support.yaml").read_text(
             encoding="utf-8"
         ),
     }
@@ -36,4 +38,8 @@ def init(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}", file=sys.stderr)
-    print('next: `keel serve` (gateway) or `keel ask "How do I reset my password?"`', file=sys.stderr)
+    hint = "" if config == Path("keel.yaml") else f" --config {config}"
+    print(
+        f'next: `keel serve{hint}` (gateway) or `keel ask{hint} "How do I reset my password?"`',
+        file=sys.stderr,
+    )
