@@ -142,13 +142,9 @@ class FakeApp:
         except BadRequest as exc:
             await error(send, 400, str(exc), param=exc.param)
             return "error"
-        if fault == "timeout":
-            return await self._hang(receive, send, knobs)
-        if knobs.latency_ms and await self._sleep(knobs.latency_ms):
-            return await self._shutting_down(send)
-        if fault == "error":
-            await error(send, knobs.error_status, "the fake upstream failed (injected error)")
-            return "error"
+        ended = await self._before_answer(fault, receive, send, knobs)
+        if ended is not None:
+            return ended
         if req.get("stream") is True:
             options = req.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -168,6 +164,17 @@ class FakeApp:
         await respond(send, 200, payload)
         return fault
 
+    async def _before_answer(self, fault: str, receive: Receive, send: Send, knobs: Knobs) -> str | None:
+        """Hang, wait the latency, or fail as the fault says; the outcome if that ended the request."""
+        if fault == "timeout":
+            return await self._hang(receive, send, knobs)
+        if knobs.latency_ms and await self._sleep(knobs.latency_ms):
+            return await self._shutting_down(send)
+        if fault == "error":
+            await error(send, knobs.error_status, "the fake upstream failed (injected error)")
+            return "error"
+        return None
+
     async def _embeddings(self, scope: Scope, receive: Receive, send: Send, raw: bytes) -> str:
         knobs = self.knobs
         try:
@@ -181,13 +188,9 @@ class FakeApp:
             await error(send, 400, str(exc), param=exc.param)
             return "error"
         fault = forced or self._draw(knobs)
-        if fault == "timeout":
-            return await self._hang(receive, send, knobs)
-        if knobs.latency_ms and await self._sleep(knobs.latency_ms):
-            return await self._shutting_down(send)
-        if fault == "error":
-            await error(send, knobs.error_status, "the fake upstream failed (injected error)")
-            return "error"
+        ended = await self._before_answer(fault, receive, send, knobs)
+        if ended is not None:
+            return ended
         as_base64 = req.get("encoding_format") == "base64"
         data = []
         for i, text in enumerate(texts):

@@ -216,35 +216,23 @@ class OpenAIProvider(Provider):
                 raise UpstreamProtocolError(
                     self._say(why), upstream_status=resp.status, body=self._excerpt(raw)
                 )
-            decoder = SSEDecoder()
+            done = False  # [DONE] arrived
             finished = False  # a choice reported its finish_reason
-            async for data in resp.content.iter_any():
-                if complete:
+            async for events in _sse_events(resp):
+                if done:
                     continue  # drain to the end so the connection goes back to the pool
-                for event in decoder.feed(data):
+                for event in events:
                     chunk = self._chunk(event)
                     if chunk is None:
-                        complete = True
+                        done = True
                         break
                     choices = chunk.get("choices")
                     if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
                         finished = True
                     yield chunk
-            if not complete:
-                for event in decoder.close():
-                    chunk = self._chunk(event)
-                    if chunk is None:
-                        finished = True
-                        break
-                    choices = chunk.get("choices")
-                    if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
-                        finished = True
-                    yield chunk
-                if not finished:
-                    raise UpstreamConnectionError(
-                        self._say("the stream ended before the answer was complete")
-                    )
-                complete = True
+            if not (done or finished):
+                raise UpstreamConnectionError(self._say("the stream ended before the answer was complete"))
+            complete = True
         except TimeoutError as exc:
             raise self._timed_out() from exc
         except (aiohttp.ClientError, OSError) as exc:  # dropped mid-stream
@@ -427,3 +415,11 @@ def _error_message(data: Any) -> str | None:
         if isinstance(data.get(key), str) and data[key]:
             return str(data[key])[:500]
     return None
+
+
+async def _sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[Event]]:
+    """SSE events as the body arrives, then whatever the decoder still held at its end."""
+    decoder = SSEDecoder()
+    async for data in resp.content.iter_any():
+        yield decoder.feed(data)
+    yield decoder.close()
