@@ -209,9 +209,10 @@ class UpstreamStatusError(UpstreamError):
 
     @property
     def http_status(self) -> int:
-        """The status the gateway returns: the upstream's 4xx as is (429 kept), 5xx as 502."""
+        """The status the gateway returns: the caller's mistakes (400, 404, 413, 422, 429...) as the
+        upstream said; keel's own (a rejected upstream key: 401, 403, 407) and 5xx as 502."""
         s = self.upstream_status or 502
-        return s if 400 <= s < 500 else 502
+        return s if 400 <= s < 500 and s not in (401, 403, 407) else 502
 
     @property
     def retryable(self) -> bool:

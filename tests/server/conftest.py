@@ -1,4 +1,4 @@
-"""Shared by the gateway tests: one ``keel serve`` over two ``keel fake-upstream`` servers per session."""
+"""Shared by the gateway tests: one ``keel serve`` over three ``keel fake-upstream`` servers per session."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ models:
     provider: openai
     base_url: @NOUSAGE_URL@
     price: {input_per_mtok: 1.0, output_per_mtok: 1.0}
+  - name: faulty
+    provider: openai
+    base_url: @FAULTY_URL@
+    timeout: 1
 features:
   - name: support
     model: upstream
@@ -42,6 +46,8 @@ features:
       required: [city, nights]
   - name: counted
     model: upstream-nousage
+  - name: flaky
+    model: faulty
 keys:
   - name: all
     hash: @HASH_ALL@
@@ -54,11 +60,12 @@ server: {max_body_bytes: 20000}
 """
 
 
-def write_config(path: Path, base_url: str, nousage_url: str) -> None:
+def write_config(path: Path, base_url: str, nousage_url: str, faulty_url: str) -> None:
     """The test gateway's keel.yaml, pointing at the fake upstreams."""
     text = (
         CONFIG.replace("@BASE_URL@", base_url)
         .replace("@NOUSAGE_URL@", nousage_url)
+        .replace("@FAULTY_URL@", faulty_url)
         .replace("@HASH_ALL@", hash_key(KEY_ALL))
         .replace("@HASH_EXTRACT@", hash_key(KEY_EXTRACT))
     )
@@ -81,10 +88,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("gw")
     (tmp / "prompts").mkdir()
     (tmp / "prompts" / "support.yaml").write_text(PROMPT)
-    with FakeUpstream() as fake, FakeUpstream(no_usage=True) as nousage:
-        write_config(tmp / "keel.yaml", fake.base_url, nousage.base_url)
+    with FakeUpstream() as fake, FakeUpstream(no_usage=True) as nousage, FakeUpstream(hang_ms=5000) as faulty:
+        write_config(tmp / "keel.yaml", fake.base_url, nousage.base_url, faulty.base_url)
         with Gateway(tmp / "keel.yaml", env={"UPSTREAM_API_KEY": "upstream-secret"}) as gw:
             gw.fake = fake  # type: ignore[attr-defined]
+            gw.faulty = faulty  # type: ignore[attr-defined]
             yield gw
 
 

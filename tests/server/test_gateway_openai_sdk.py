@@ -138,7 +138,7 @@ def test_tokens_are_counted_when_the_upstream_reports_none(gateway: Gateway, cli
 
 def test_models_lists_the_features_a_key_may_use(gateway: Gateway) -> None:
     with openai.OpenAI(base_url=gateway.base_url, api_key=KEY_ALL) as c:
-        assert sorted(m.id for m in c.models.list()) == ["counted", "extract", "support"]
+        assert sorted(m.id for m in c.models.list()) == ["counted", "extract", "flaky", "support"]
     with openai.OpenAI(base_url=gateway.base_url, api_key=KEY_EXTRACT) as c:
         assert [m.id for m in c.models.list()] == ["extract"]
         assert c.models.retrieve("extract").id == "extract"
@@ -148,5 +148,5 @@ def test_healthz_reports_features_without_secrets(gateway: Gateway) -> None:
     reply = http("GET", gateway.url + "/healthz")
     assert reply.status == 200
     body = reply.json()
-    assert body["status"] == "ok" and body["features"] == ["counted", "extract", "support"]
+    assert body["status"] == "ok" and body["features"] == ["counted", "extract", "flaky", "support"]
     assert "upstream-secret" not in reply.body.decode()

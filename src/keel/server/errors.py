@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from keel.call import Call
-from keel.errors import KeelError, RateLimited, http_status
+from keel.errors import KeelError, RateLimited, UpstreamError, http_status
 
 log = logging.getLogger("keel.server")
 
@@ -34,6 +34,10 @@ def error_response(exc: KeelError, call: Call | None = None) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, UpstreamError) and exc.upstream_status == 429:
+        retry_after = {k.lower(): v for k, v in exc.headers.items()}.get("retry-after")
+        if retry_after:
+            headers["retry-after"] = retry_after
     if call is not None:
         headers["x-keel-call-id"] = call.id
         headers["x-keel-feature"] = call.feature
