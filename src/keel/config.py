@@ -4,163 +4,35 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from keel.errors import ConfigError
 from keel.llm.providers import provider_class
+from keel.settings import FeatureConfig, KeyConfig, Limits, ModelConfig, Price, Settings
+
+__all__ = [
+    "FeatureConfig",
+    "KeyConfig",
+    "Limits",
+    "ModelConfig",
+    "Price",
+    "Settings",
+    "default_settings",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_CONFIG_NAME = "keel.yaml"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Price(_Strict):
-    """USD per million tokens."""
-
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
-    cached_input_per_mtok: float | None = Field(None, ge=0)
-
-    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
-        """USD for a call with these token counts."""
-        cached_rate = (
-            self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
-        )
-        fresh = max(input_tokens - cached_input_tokens, 0)
-        return (
-            fresh * self.input_per_mtok
-            + cached_input_tokens * cached_rate
-            + output_tokens * self.output_per_mtok
-        ) / 1_000_000
-
-
-class ModelConfig(_Strict):
-    """A model keel can call: a name, a provider kind, a price, and the provider's own options."""
-
-    name: str
-    provider: str
-    price: Price = Price()
-    options: BaseModel = Field(exclude=True)  # validated by the provider's own Options model
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("use letters, digits and _ . : - (at most 64 characters)")
-        return v
-
-
-class Limits(_Strict):
-    """Size limits checked by the Input layer (413 when exceeded)."""
-
-    max_input_chars: int | None = Field(200_000, gt=0)
-    max_input_tokens: int | None = Field(None, gt=0)
-    max_output_tokens: int | None = Field(None, gt=0)
-    max_messages: int | None = Field(500, gt=0)
-
-
-class FeatureConfig(_Strict):
-    """A named pipeline configuration: which model, which prompt, which output schema, which limits."""
-
-    name: str
-    model: str
-    prompt: str | None = None
-    output_schema: dict[str, Any] | None = Field(None, alias="schema")
-    description: str = ""
-    limits: Limits = Limits()
-    variables: dict[str, Any] = Field(default_factory=dict)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("name")
-    @classmethod
-    def _name_ok(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("use letters, digits and _ . : - (at most 64 characters)")
-        return v
-
-
-class KeyConfig(_Strict):
-    """An API key the gateway accepts, stored only as a hash (``keel keys hash`` prints one)."""
-
-    name: str
-    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    features: list[str] | None = None  # None: every feature
-    admin: bool = False
-
-
-class StorageConfig(_Strict):
-    """Where keel keeps its state. Relative paths are relative to the config file."""
-
-    path: Path = Path(".keel/keel.db")
-
-
-class LedgerConfig(_Strict):
-    """The usage ledger: one row per call, written in batches off the request path."""
-
-    enabled: bool = True
-    flush_interval: float = Field(1.0, gt=0, le=60)
-    batch_size: int = Field(1000, gt=0)
-
-
-class ServerConfig(_Strict):
-    """The gateway's listening address and request limits."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    default_feature: str | None = None
-
-
-class Settings(_Strict):
-    """The whole configuration."""
-
-    models: list[ModelConfig]
-    features: list[FeatureConfig]
-    keys: list[KeyConfig] = Field(default_factory=list)
-    storage: StorageConfig = StorageConfig()
-    ledger: LedgerConfig = LedgerConfig()
-    server: ServerConfig = ServerConfig()
-    prompts_dir: Path = Path("prompts")
-    source: str = Field("<default>", exclude=True)  # the file this came from, for messages
-    base_dir: Path = Field(Path("."), exclude=True)  # relative paths resolve against this
-
-    def model(self, name: str) -> ModelConfig:
-        """The model called ``name``."""
-        for m in self.models:
-            if m.name == name:
-                return m
-        raise KeyError(name)
-
-    def feature(self, name: str) -> FeatureConfig:
-        """The feature called ``name``."""
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-    def resolve(self, path: Path) -> Path:
-        """``path`` made absolute against the config file's directory."""
-        return path if path.is_absolute() else (self.base_dir / path)
-
-    @property
-    def db_path(self) -> Path:
-        """The SQLite file for the ledger and other embedded state."""
-        return self.resolve(self.storage.path)
 
 
 # ---------------------------------------------------------------------------------------------
 # Loading: YAML with line numbers, then pydantic, then cross-references.
 
-_MODEL_COMMON = {"name", "provider", "price"}
+_MODEL_COMMON = {"name", "provider", "price", "retry", "breaker", "balance", "context_window"}
 
 
 def load_config(path: str | Path | None = None) -> Settings:
@@ -221,7 +93,11 @@ def _list(data: dict[str, Any], key: str, source: str) -> list[Any]:
 
 
 def _split_model(entry: Any, i: int, source: str, lines: dict[tuple[Any, ...], int]) -> Any:
-    """Validate a model entry's provider-specific keys with that provider's own Options model."""
+    """Validate a model entry's provider-specific keys with that provider's own Options model.
+
+    ``deployments`` lists places the same model is served; each deployment's keys override the
+    entry's own (e.g. another ``base_url``), plus an optional ``weight``.
+    """
     if not isinstance(entry, dict):
         return entry  # pydantic reports the type error with its location
     kind = entry.get("provider")
@@ -235,12 +111,29 @@ def _split_model(entry: Any, i: int, source: str, lines: dict[tuple[Any, ...], i
     except KeyError as exc:
         where = _where(source, lines, ("models", i, "provider"))
         raise ConfigError(f"{where}models[{i}].provider: {exc.args[0]}") from None
-    own = {k: v for k, v in entry.items() if k not in _MODEL_COMMON}
-    try:
-        options = cls.Options.model_validate(own)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, lines, cls.Options, prefix=("models", i))) from None
-    return {k: v for k, v in entry.items() if k in _MODEL_COMMON} | {"options": options}
+    own = {k: v for k, v in entry.items() if k not in _MODEL_COMMON and k != "deployments"}
+    raw_deployments = entry.get("deployments")
+    if raw_deployments is None:
+        raw_deployments = [{}]
+    elif not isinstance(raw_deployments, list) or not raw_deployments:
+        where = _where(source, lines, ("models", i, "deployments"))
+        raise ConfigError(f"{where}models[{i}].deployments: expected a non-empty list of deployments")
+    deployments = []
+    for j, dep in enumerate(raw_deployments):
+        if not isinstance(dep, dict):
+            where = _where(source, lines, ("models", i, "deployments", j))
+            raise ConfigError(f"{where}models[{i}].deployments[{j}]: expected a mapping")
+        weight = dep.get("weight", 1.0)
+        prefix: tuple[Any, ...] = (
+            ("models", i) if raw_deployments == [{}] else ("models", i, "deployments", j)
+        )
+        try:
+            options = cls.Options.model_validate({**own, **{k: v for k, v in dep.items() if k != "weight"}})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, source, lines, cls.Options, prefix=prefix)) from None
+        deployments.append({"weight": weight, "options": options})
+    common = {k: v for k, v in entry.items() if k in _MODEL_COMMON}
+    return common | {"options": deployments[0]["options"], "deployments": deployments}
 
 
 def _check_references(s: Settings, lines: dict[tuple[Any, ...], int]) -> None:
@@ -260,6 +153,12 @@ def _check_references(s: Settings, lines: dict[tuple[Any, ...], int]) -> None:
     for i, f in enumerate(s.features):
         if f.model not in model_names:
             fail(("features", i, "model"), f"unknown model {f.model!r}{_suggest(f.model, model_names)}")
+        for j, fb in enumerate(f.fallbacks):
+            if fb not in model_names:
+                fail(("features", i, "fallbacks", j), f"unknown model {fb!r}{_suggest(fb, model_names)}")
+        for name in f.models_used():
+            if name not in model_names:
+                fail(("features", i, "routing"), f"unknown model {name!r}{_suggest(name, model_names)}")
     for i, k in enumerate(s.keys):
         for j, fname in enumerate(k.features or ()):
             if fname not in feature_names:
@@ -313,7 +212,7 @@ def _owner_fields(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     fields = model.model_fields if hasattr(model, "model_fields") else {}
     out = [f.alias or n for n, f in fields.items() if not f.exclude]
     if model is ModelConfig:
-        out = [n for n in out if n != "options"]
+        out = [n for n in out if n not in ("options", "deployments")]
     return out
 
 

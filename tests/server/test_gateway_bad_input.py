@@ -163,7 +163,6 @@ def test_a_config_with_a_typo_fails_at_start_with_one_line_naming_the_key(tmp_pa
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0] == (
-        f"keel: error: {cfg}:7: features[0].modle: unknown key; did you mean 'model'? "
-        "(expected one of: description, limits, model, name, prompt, schema, variables)"
-    )
+    first = f"keel: error: {cfg}:7: features[0].modle: unknown key; did you mean 'model'? "
+    assert lines[0].startswith(first)
+    assert "(expected one of: budget, cache, coalesce, deadline, description, fallbacks," in lines[0]

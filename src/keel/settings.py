@@ -1,0 +1,327 @@
+"""The typed shape of keel.yaml; ``keel.config`` loads files into it and docs/config.md describes each key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(v: str) -> str:
+    if not NAME.match(v):
+        raise ValueError("use letters, digits and _ . : - (at most 64 characters)")
+    return v
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+    cached_input_per_mtok: float | None = Field(None, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
+        """USD for a call with these token counts."""
+        cached_rate = (
+            self.input_per_mtok if self.cached_input_per_mtok is None else self.cached_input_per_mtok
+        )
+        fresh = max(input_tokens - cached_input_tokens, 0)
+        return (
+            fresh * self.input_per_mtok
+            + cached_input_tokens * cached_rate
+            + output_tokens * self.output_per_mtok
+        ) / 1_000_000
+
+
+class RetryConfig(_Strict):
+    """Retries of one model on failures that may pass (429, 5xx, timeouts, connection errors)."""
+
+    attempts: int = Field(3, ge=1, le=10)  # tries in all, the first included
+    backoff: float = Field(0.2, ge=0)  # base delay in seconds; exponential with full jitter
+    max_backoff: float = Field(5.0, gt=0)
+
+
+class BreakerConfig(_Strict):
+    """Per deployment: open after ``failures`` within ``window`` seconds; probe again after ``cooldown``."""
+
+    failures: int = Field(5, ge=1)
+    window: float = Field(30.0, gt=0)
+    cooldown: float = Field(15.0, gt=0)
+
+
+class Deployment(_Strict):
+    """One place a model is served: the provider's options for it, and its share of traffic."""
+
+    weight: float = Field(1.0, gt=0)
+    options: BaseModel = Field(exclude=True)  # validated by the provider's own Options model
+
+
+class ModelConfig(_Strict):
+    """A model keel can call: a name, a provider kind, a price, resilience, and where it is deployed."""
+
+    name: str
+    provider: str
+    price: Price = Price()
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    balance: Literal["weighted", "least_in_flight", "latency"] = "weighted"
+    context_window: int | None = Field(None, gt=0)
+    options: BaseModel = Field(exclude=True)  # the provider's options (the first deployment's)
+    deployments: list[Deployment] = Field(default_factory=list)  # at least one once loaded
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return _check_name(v)
+
+
+# -- features -------------------------------------------------------------------------------------
+
+
+class Limits(_Strict):
+    """Size limits checked by the Input layer (413 when exceeded)."""
+
+    max_input_chars: int | None = Field(200_000, gt=0)
+    max_input_tokens: int | None = Field(None, gt=0)
+    max_output_tokens: int | None = Field(None, gt=0)
+    max_messages: int | None = Field(500, gt=0)
+
+
+class ExactCacheConfig(_Strict):
+    """Answers reused for the same normalised request."""
+
+    ttl: float = Field(3600.0, gt=0)
+    deterministic_only: bool = True  # only temperature 0 or a seed, unless false
+
+
+class SemanticCacheConfig(_Strict):
+    """Answers reused for a paraphrase of the same last question, with the same history."""
+
+    threshold: float = Field(0.92, gt=0, le=1)
+    ttl: float = Field(86400.0, gt=0)
+    max_entries: int = Field(10_000, gt=0)  # per scope (feature, prompt version, model)
+    deterministic_only: bool = True
+
+
+class CacheConfig(_Strict):
+    """Caching for one feature; each kind is off unless given."""
+
+    exact: ExactCacheConfig | None = None
+    semantic: SemanticCacheConfig | None = None
+
+
+class RouteWhen(_Strict):
+    """Conditions of a routing rule; all given ones must hold."""
+
+    input_tokens_over: int | None = Field(None, ge=0)
+    input_tokens_under: int | None = Field(None, gt=0)
+    pattern: str | None = None  # a regular expression searched in the last user message
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+
+class RouteRule(_Strict):
+    """Send a call to ``model`` when the condition holds (rules are tried in order)."""
+
+    when: RouteWhen
+    model: str
+
+
+class ComplexityRouting(_Strict):
+    """A trained scorer sends hard calls to ``large`` and the rest to ``small``."""
+
+    small: str
+    large: str
+    target_large_share: float = Field(0.3, ge=0, le=1)  # calibrates the threshold
+    threshold: float | None = Field(None, ge=0, le=1)  # an explicit threshold wins over the target
+
+
+class CascadeRouting(_Strict):
+    """Try the cheap model first and escalate when its answer fails validation."""
+
+    models: list[str] = Field(min_length=2)
+
+
+class RoutingConfig(_Strict):
+    """How a feature picks its model per call: rules first, then complexity or cascade."""
+
+    rules: list[RouteRule] = Field(default_factory=list)
+    complexity: ComplexityRouting | None = None
+    cascade: CascadeRouting | None = None
+
+    @model_validator(mode="after")
+    def _one_strategy(self) -> RoutingConfig:
+        if self.complexity is not None and self.cascade is not None:
+            raise ValueError("use either complexity or cascade routing, not both")
+        return self
+
+
+class RateLimit(_Strict):
+    """Requests and tokens per minute."""
+
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+
+
+class Budget(_Strict):
+    """USD that may be spent per calendar day and month (UTC)."""
+
+    usd_per_day: float | None = Field(None, gt=0)
+    usd_per_month: float | None = Field(None, gt=0)
+
+
+class FeatureConfig(_Strict):
+    """A named pipeline configuration: model, prompt, schema, limits, caching, routing, resilience."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    model: str
+    prompt: str | None = None
+    output_schema: dict[str, Any] | None = Field(None, alias="schema")
+    description: str = ""
+    limits: Limits = Limits()
+    variables: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
+    deadline: float = Field(60.0, gt=0)  # seconds for the whole call: every retry and fallback included
+    cache: CacheConfig = CacheConfig()
+    coalesce: bool = True  # identical deterministic requests in flight share one upstream call
+    routing: RoutingConfig | None = None
+    rate_limit: RateLimit | None = None
+    budget: Budget | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        return _check_name(v)
+
+    def models_used(self) -> list[str]:
+        """Every model this feature may call: primary, fallbacks and routes."""
+        names = [self.model, *self.fallbacks]
+        r = self.routing
+        if r is not None:
+            names += [rule.model for rule in r.rules]
+            if r.complexity is not None:
+                names += [r.complexity.small, r.complexity.large]
+            if r.cascade is not None:
+                names += r.cascade.models
+        return list(dict.fromkeys(names))
+
+
+# -- the rest -------------------------------------------------------------------------------------
+
+
+class KeyConfig(_Strict):
+    """An API key the gateway accepts, stored only as a hash (``keel keys hash`` prints one)."""
+
+    name: str
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    features: list[str] | None = None  # None: every feature
+    admin: bool = False
+    rate_limit: RateLimit | None = None
+    budget: Budget | None = None
+
+
+class EmbeddingsConfig(_Strict):
+    """The embedding model for the semantic cache (and retrieval): local MiniLM or an HTTP endpoint."""
+
+    provider: Literal["local", "openai"] = "local"
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None  # for provider: openai
+    api_key_env: str | None = None
+    batch_size: int = Field(32, gt=0)
+    batch_wait_ms: float = Field(2.0, ge=0)  # how long a lone request waits for company
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> EmbeddingsConfig:
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("provider openai needs base_url")
+        return self
+
+
+class StorageConfig(_Strict):
+    """Where keel keeps its state. Relative paths are relative to the config file."""
+
+    path: Path = Path(".keel/keel.db")
+
+
+class LedgerConfig(_Strict):
+    """The usage ledger: one row per call, written in batches off the request path."""
+
+    enabled: bool = True
+    flush_interval: float = Field(1.0, gt=0, le=60)
+    batch_size: int = Field(1000, gt=0)
+
+
+class ServerConfig(_Strict):
+    """The gateway's listening address and request limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    default_feature: str | None = None
+
+
+class Settings(_Strict):
+    """The whole configuration."""
+
+    models: list[ModelConfig]
+    features: list[FeatureConfig]
+    keys: list[KeyConfig] = Field(default_factory=list)
+    state: str = "memory"  # caches, limits, budgets, breakers: "memory" (in-process) or redis://host:port/db
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    storage: StorageConfig = StorageConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    server: ServerConfig = ServerConfig()
+    prompts_dir: Path = Path("prompts")
+    source: str = Field("<default>", exclude=True)  # the file this came from, for messages
+    base_dir: Path = Field(Path("."), exclude=True)  # relative paths resolve against this
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, v: str) -> str:
+        if v != "memory" and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected 'memory' or a Redis URL such as redis://127.0.0.1:6379/0")
+        return v
+
+    def model(self, name: str) -> ModelConfig:
+        """The model called ``name``."""
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def feature(self, name: str) -> FeatureConfig:
+        """The feature called ``name``."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def resolve(self, path: Path) -> Path:
+        """``path`` made absolute against the config file's directory."""
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file for the ledger and other embedded state."""
+        return self.resolve(self.storage.path)
