@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from keel.llm.providers.base import Chunk, ModelRequest, Provider
+from keel.llm.providers.base import Chunk, ModelRequest, Provider, Trace
 
-__all__ = ["Chunk", "ModelRequest", "Provider", "provider_class", "register_provider"]
+__all__ = ["Chunk", "ModelRequest", "Provider", "Trace", "provider_class", "register_provider"]
 
 _REGISTRY: dict[str, str | type[Provider]] = {
     "openai": "keel.llm.providers.openai:OpenAIProvider",

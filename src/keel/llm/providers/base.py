@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from keel.call import Completion, Message
+from keel.call import Completion, Message, Usage
 from keel.llm.tokens import count_messages, count_tokens
 
 if TYPE_CHECKING:
@@ -25,13 +25,34 @@ Chunk = dict[str, Any]
 
 
 @dataclass(slots=True)
+class Trace:
+    """What the LLM layer's wrappers did for one call; the pipeline copies it onto the Call.
+
+    Wrappers write here rather than into the answer so that streamed answers carry it too.
+    """
+
+    model: str | None = None  # the configured model that answered
+    cache: str | None = None  # "exact" or "semantic" when the answer came from the cache
+    cached_usage: Usage | None = None  # what the cached answer cost when it was made
+    route: str | None = None  # why this model was chosen, e.g. "rule:1", "complexity:small", "cascade:2"
+    baseline: str | None = None  # the model a route saves against (the large one)
+    attempts: int = 0  # upstream calls made, retries and fallbacks included
+    failures: list[str] = field(default_factory=list)  # "model: error_code" for each failed attempt
+    coalesced: bool = False  # answered by an identical request already in flight
+
+
+@dataclass(slots=True)
 class ModelRequest:
     """What the LLM layer asks of a provider."""
 
     messages: list[Message]
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, tools, ...
     schema: dict[str, Any] | None = None  # JSON schema the output must satisfy (constrained decoding)
-    timeout: float | None = None  # seconds left for this request, when a deadline applies
+    timeout: float | None = None  # seconds left for this request from when it is made (the deadline)
+    feature: str = ""  # scopes caches: answers never cross features ...
+    prompt_version: str | None = None  # ... or prompt versions
+    input_tokens: int | None = None  # counted before the call, when known (routing, limits)
+    trace: Trace = field(default_factory=Trace)
 
 
 class NoOptions(BaseModel):

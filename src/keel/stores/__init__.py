@@ -1,0 +1,1 @@
+"""Shared state (cache, rate limits, budgets, breakers): in-process by default, Redis to scale out."""
