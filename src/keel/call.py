@@ -150,6 +150,10 @@ class Call:
     route: str | None = None  # why this model was chosen
     saved_usd: float = 0.0  # cost avoided by cache or route
     ttft_ms: float | None = None  # time to first token (streaming)
+    input_tokens: int | None = None  # counted before the model is called, when a stage needed it
+    reservations: list[Any] = field(default_factory=list)  # budget holds, settled by the Monitoring layer
+    attempts: int = 0  # upstream calls made (retries and fallbacks included)
+    failures: list[str] = field(default_factory=list)  # "model: error_code" per failed attempt
 
     def add_verdict(self, verdict: Verdict) -> None:
         """Record a stage's decision on this call."""
