@@ -103,6 +103,15 @@ class Completion:
         return self.choices[0].get("finish_reason") if self.choices else None
 
 
+@dataclass(slots=True, frozen=True)
+class Spend:
+    """One answer a model gave for this call: who, how many tokens, and whether it came from the cache."""
+
+    model: str
+    usage: Usage
+    cached: bool = False
+
+
 class Status(StrEnum):
     """How a call ended."""
 
@@ -154,6 +163,8 @@ class Call:
     reservations: list[Any] = field(default_factory=list)  # budget holds, settled by the Monitoring layer
     attempts: int = 0  # upstream calls made (retries and fallbacks included)
     failures: list[str] = field(default_factory=list)  # "model: error_code" per failed attempt
+    spend: list[Spend] = field(default_factory=list)  # every answer a model gave (cascades give several)
+    baseline: str | None = None  # the model a route's saving is measured against
 
     def add_verdict(self, verdict: Verdict) -> None:
         """Record a stage's decision on this call."""

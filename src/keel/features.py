@@ -7,21 +7,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keel.config import FeatureConfig, ModelConfig, Settings
 from keel.errors import ConfigError
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.prompt_stage import PromptStage
 from keel.llm.providers import Provider
 from keel.monitor.cost import CostStage
-from keel.monitor.ledger import LedgerWriter
 from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
 from keel.prompts.template import check_schema
+from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Layer, Stage
 from keel.validate.schema import SchemaStage
+
+if TYPE_CHECKING:
+    from keel.runtime import Runtime
 
 
 @dataclass(slots=True)
@@ -30,26 +32,29 @@ class Feature:
 
     config: FeatureConfig
     model: ModelConfig
-    provider: Provider
+    provider: Provider  # the whole LLM-layer provider stack for this feature
     prompt: PromptTemplate | None
     schema: dict[str, Any] | None
     stages: dict[Layer, list[Stage]] = field(default_factory=dict)
+    cascade: list[Provider] = field(default_factory=list)  # cheapest first, when the feature cascades
+    cascade_models: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         """The feature's name."""
         return self.config.name
 
+    @property
+    def holds_stream(self) -> bool:
+        """True when a stream must be validated before any of it is sent."""
+        return self.schema is not None or bool(self.cascade)
 
-def build_feature(
-    fc: FeatureConfig,
-    index: int,
-    settings: Settings,
-    provider: Provider,
-    writer: LedgerWriter | None,
-) -> Feature:
-    """Assemble the stages for one feature; configuration problems raise ConfigError naming the feature."""
+
+def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
+    """Assemble the stages and providers for one feature; problems raise ConfigError naming the feature."""
+    settings = runtime.settings
     model = settings.model(fc.model)
+    provider = runtime.providers[fc.model]
     prompt = _load_prompt(fc, index, settings) if fc.prompt else None
     schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
     if fc.output_schema is not None:
@@ -65,9 +70,9 @@ def build_feature(
         stages[Layer.LLM].append(PromptStage(prompt, variables))
     if schema is not None:
         stages[Layer.VALIDATION].append(SchemaStage(schema))
-    stages[Layer.MONITORING].append(CostStage(model.price))
-    if writer is not None:
-        stages[Layer.MONITORING].append(LedgerStage(writer))
+    stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
+    if runtime.writer is not None:
+        stages[Layer.MONITORING].append(LedgerStage(runtime.writer))
     return Feature(config=fc, model=model, provider=provider, prompt=prompt, schema=schema, stages=stages)
 
 

@@ -4,28 +4,28 @@
 
 ``Pipeline.run`` answers in one piece; ``Pipeline.open_stream`` runs everything up to the
 model's first chunk (so every refusal happens before a byte is sent) and returns the rest
-as an async iterator. The Monitoring layer runs for every call that reached a feature,
-whatever happened to it.
+as an async iterator. A feature with an output schema or a cascade holds its stream until
+the answer validates, so nothing unvalidated reaches the caller. The Monitoring layer runs
+for every call that reached a feature, whatever happened to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from time import perf_counter
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import Any
 
-from keel.call import Call, Completion, Result, Status, Usage
-from keel.config import Settings, load_config
-from keel.errors import CallCancelled, KeelError, UnknownFeature
-from keel.features import Feature, build_feature
-from keel.llm.providers import ModelRequest, Provider, provider_class
+from keel.call import Action, Call, Completion, Result, Spend, Status, Usage, Verdict
+from keel.errors import CallCancelled, KeelError, OutputRejected, UnknownFeature
+from keel.features import Feature
+from keel.llm.providers import ModelRequest, Provider, Trace
 from keel.llm.providers.base import Chunk
 from keel.llm.stream import StreamAccumulator
 from keel.llm.tokens import message_text
-from keel.monitor.ledger import LedgerWriter
-from keel.monitor.sqlite_ledger import SQLiteLedger
+from keel.runtime import Runtime
+from keel.settings import Settings
 from keel.stage import Layer
 
 
@@ -39,41 +39,21 @@ class Pipeline:
         providers: dict[str, Provider] | None = None,
         ledger: bool = True,
     ) -> None:
-        self.settings = settings if settings is not None else load_config()
-        s = self.settings
-        used = {f.model for f in s.features}
-        given = providers or {}
-        self.providers: dict[str, Provider] = {
-            m.name: given.get(m.name) or provider_class(m.provider).from_config(m, s)
-            for m in s.models
-            if m.name in used
-        }
-        self.writer: LedgerWriter | None = None
-        if ledger and s.ledger.enabled:
-            self.writer = LedgerWriter(
-                SQLiteLedger(s.db_path),
-                flush_interval=s.ledger.flush_interval,
-                batch_size=s.ledger.batch_size,
-            )
-        self.features: dict[str, Feature] = {
-            fc.name: build_feature(fc, i, s, self.providers[fc.model], self.writer)
-            for i, fc in enumerate(s.features)
-        }
-        self.default_feature = s.server.default_feature
+        self.runtime = Runtime(settings, providers=providers, ledger=ledger)
+        self.settings = self.runtime.settings
+        self.features: dict[str, Feature] = self.runtime.features
+        self.providers = self.runtime.providers
+        self.default_feature = self.settings.server.default_feature
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open connections and load local models now rather than on the first call."""
-        for provider in self.providers.values():
-            await provider.start()
+        await self.runtime.start()
 
     async def aclose(self) -> None:
-        """Flush the ledger and release every provider."""
-        for provider in self.providers.values():
-            await provider.aclose()
-        if self.writer is not None:
-            await asyncio.to_thread(self.writer.close)  # the final flush is disk I/O
+        """Flush the ledger and release every provider and connection."""
+        await self.runtime.aclose()
 
     async def __aenter__(self) -> Pipeline:
         await self.start()
@@ -105,14 +85,11 @@ class Pipeline:
         """Take ``call`` through all five layers and return the answer; KeelError if it was refused."""
         feature = self.feature(call.feature)
         t0 = perf_counter()
+        deadline = monotonic() + feature.config.deadline
         done = False
         try:
             await self._prepare(call, feature)
-            t = perf_counter()
-            completion = await feature.provider.complete(self._request(call))
-            self._settle(call, feature, completion)
-            call.timings["llm"] += (perf_counter() - t) * 1000
-            await self._layer(feature, Layer.VALIDATION, call)
+            await self._answer(call, feature, deadline)
             done = True
         except KeelError as exc:
             _fail(call, exc)
@@ -129,13 +106,18 @@ class Pipeline:
     async def open_stream(self, call: Call) -> AsyncIterator[Chunk]:
         """Run up to the model's first chunk, then return the stream of chunks (validated before they go)."""
         feature = self.feature(call.feature)
+        call.stream = True
         t0 = perf_counter()
+        deadline = monotonic() + feature.config.deadline
         opened = False
         try:
             await self._prepare(call, feature)
-            t_llm = perf_counter()
-            chunks = feature.provider.stream(self._request(call))
-            first = await anext(chunks, None)
+            if feature.holds_stream:
+                held = await self._answer(call, feature, deadline, stream=True)
+            else:
+                t_llm = perf_counter()
+                chunks = feature.provider.stream(request := self._request(call, deadline))
+                first = await anext(chunks, None)
             opened = True
         except KeelError as exc:
             _fail(call, exc)
@@ -148,8 +130,49 @@ class Pipeline:
                 if call.error is None:
                     _fail(call, KeelError("internal error"))
                 await self._finish(call, feature, t0)
-        call.stream = True
-        return self._relay(call, feature, chunks, first, t0, t_llm)
+        if feature.holds_stream:
+            await self._finish(call, feature, t0)
+            return _replay(held, call)
+        return self._relay(call, feature, chunks, first, request.trace, t0, t_llm)
+
+    # -- the LLM and Validation layers ---------------------------------------------------------
+
+    async def _answer(
+        self, call: Call, feature: Feature, deadline: float, *, stream: bool = False
+    ) -> list[Chunk]:
+        """Ask the model and validate; a cascade escalates to the next model when validation fails.
+
+        With ``stream``, the answer is collected from the provider's stream and returned as chunks.
+        """
+        steps = feature.cascade or [feature.provider]
+        held: list[Chunk] = []
+        for step, provider in enumerate(steps):
+            t = perf_counter()
+            request = self._request(call, deadline)
+            if stream:
+                acc = StreamAccumulator()
+                held = []
+                async for chunk in provider.stream(request):
+                    acc.add(chunk)
+                    held.append(chunk)
+                    if call.ttft_ms is None and chunk.get("choices"):
+                        call.ttft_ms = (perf_counter() - t) * 1000
+                completion = acc.completion()
+            else:
+                completion = await provider.complete(request)
+            self._settle(call, feature, completion, request.trace)
+            if feature.cascade:
+                call.route = f"cascade:{step}"
+                call.baseline = feature.cascade_models[-1]
+            call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t) * 1000
+            try:
+                await self._layer(feature, Layer.VALIDATION, call)
+                return held
+            except OutputRejected:
+                if step == len(steps) - 1:
+                    raise
+                _escalated(call, feature.cascade_models[step])
+        return held
 
     async def _relay(
         self,
@@ -157,12 +180,13 @@ class Pipeline:
         feature: Feature,
         chunks: AsyncIterator[Chunk],
         first: Chunk | None,
+        trace: Trace,
         t0: float,
         t_llm: float,
     ) -> AsyncIterator[Chunk]:
+        """Pass a live stream on, then validate and record what it added up to."""
         acc = StreamAccumulator()
-        want_usage = bool((call.params.get("stream_options") or {}).get("include_usage"))
-        held: list[Chunk] | None = [] if feature.schema is not None else None  # validate before release
+        want_usage = _wants_usage(call)
         done = False
         try:
             chunk = first
@@ -171,18 +195,13 @@ class Pipeline:
                 if call.ttft_ms is None and chunk.get("choices"):
                     call.ttft_ms = (perf_counter() - t0) * 1000
                 if want_usage or chunk.get("choices") or not chunk.get("usage"):
-                    if held is None:
-                        yield chunk
-                    else:
-                        held.append(chunk)
+                    yield chunk
                 chunk = await anext(chunks, None)
-            self._settle(call, feature, acc.completion())
-            call.timings["llm"] += (perf_counter() - t_llm) * 1000
+            self._settle(call, feature, acc.completion(), trace)
+            call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t_llm) * 1000
             await self._layer(feature, Layer.VALIDATION, call)
-            for c in held or ():
-                yield c
             if want_usage and acc.usage is None:
-                yield _usage_chunk(acc, call.usage)
+                yield _usage_chunk(acc.id, acc.created, acc.model, call.usage)
             done = True
         except KeelError as exc:
             _fail(call, exc)
@@ -198,7 +217,7 @@ class Pipeline:
                 if call.error is None:
                     _fail(call, KeelError("internal error"))
                 if call.completion is None and acc.text:
-                    self._settle(call, feature, acc.completion())  # record what was sent
+                    self._settle(call, feature, acc.completion(), trace)  # record what was sent
             await self._finish(call, feature, t0)
 
     # -- the layers --------------------------------------------------------------------------
@@ -209,7 +228,7 @@ class Pipeline:
         await self._layer(feature, Layer.INPUT, call)
         await self._layer(feature, Layer.CONTEXT, call)
         call.model = feature.model.name
-        call.provider = feature.provider.kind
+        call.provider = feature.model.provider
         call.schema = feature.schema
         await self._layer(feature, Layer.LLM, call)
 
@@ -223,26 +242,52 @@ class Pipeline:
             call.timings[layer.value] = call.timings.get(layer.value, 0.0) + (perf_counter() - t) * 1000
 
     @staticmethod
-    def _request(call: Call) -> ModelRequest:
-        return ModelRequest(messages=call.messages, params=call.params, schema=call.schema)
+    def _request(call: Call, deadline: float) -> ModelRequest:
+        return ModelRequest(
+            messages=call.messages,
+            params=call.params,
+            schema=call.schema,
+            timeout=max(deadline - monotonic(), 0.0),
+            feature=call.feature,
+            prompt_version=call.prompt_version,
+            input_tokens=call.input_tokens,
+        )
 
-    @staticmethod
-    def _settle(call: Call, feature: Feature, completion: Completion) -> None:
-        """Attach the answer and its token counts (counted here when the provider reported none)."""
+    def _settle(self, call: Call, feature: Feature, completion: Completion, trace: Trace) -> None:
+        """Attach the answer, who gave it and its tokens (counted here when the provider reported none)."""
         call.completion = completion
         call.upstream_model = completion.model or None
+        model = trace.model or feature.model.name
+        call.model = model
+        call.provider = self.runtime.model_kind(model)
+        call.cache = trace.cache
+        call.route = trace.route or call.route
+        call.baseline = trace.baseline or call.baseline
+        call.attempts += trace.attempts
+        call.failures += trace.failures
+        if trace.failures:
+            detail = "; ".join(trace.failures)[:500]
+            call.add_verdict(
+                Verdict("llm.resilience", Action.FLAG, "llm.failover", float(len(trace.failures)), detail)
+            )
         if completion.usage is not None:
-            call.usage = Usage(
+            usage = Usage(
                 input_tokens=completion.usage.input_tokens,
                 output_tokens=completion.usage.output_tokens,
                 cached_input_tokens=completion.usage.cached_input_tokens,
             )
         else:
-            p = feature.provider
+            p = self.providers.get(model, feature.provider)
             out = sum(p.count_tokens(message_text(c.get("message") or {})) for c in completion.choices)
-            call.usage = Usage(
-                input_tokens=p.count_messages(call.messages), output_tokens=out, estimated=True
-            )
+            usage = Usage(input_tokens=p.count_messages(call.messages), output_tokens=out, estimated=True)
+        call.spend.append(Spend(model, usage, cached=trace.cache is not None))
+        total = call.usage
+        call.usage = Usage(
+            input_tokens=total.input_tokens + usage.input_tokens,
+            output_tokens=total.output_tokens + usage.output_tokens,
+            cached_input_tokens=total.cached_input_tokens + usage.cached_input_tokens,
+            estimated=total.estimated or usage.estimated,
+        )
 
     async def _finish(self, call: Call, feature: Feature, t0: float) -> None:
         call.timings["total"] = (perf_counter() - t0) * 1000
@@ -255,12 +300,41 @@ def _fail(call: Call, exc: KeelError) -> None:
     call.status = Status.BLOCKED if call.blocked_by is not None else Status.ERROR
 
 
-def _usage_chunk(acc: StreamAccumulator, usage: Usage) -> Chunk:
+def _escalated(call: Call, model: str) -> None:
+    """A cascade step failed validation: keep its verdict as a flag, forget its answer, go on."""
+    for i in range(len(call.verdicts) - 1, -1, -1):
+        v = call.verdicts[i]
+        if v.action is Action.BLOCK:
+            call.verdicts[i] = Verdict(v.stage, Action.FLAG, v.reason, v.score, f"{model}: {v.detail or ''}")
+            break
+    call.add_verdict(Verdict("llm.cascade", Action.FLAG, "llm.cascade_escalated", detail=f"from {model}"))
+    call.output = None
+
+
+def _wants_usage(call: Call) -> bool:
+    return bool((call.params.get("stream_options") or {}).get("include_usage"))
+
+
+async def _replay(held: list[Chunk], call: Call) -> AsyncIterator[Chunk]:
+    """A held stream, released after validation (with the usage chunk only if it was asked for)."""
+    want_usage = _wants_usage(call)
+    saw_usage = False
+    last: Chunk | None = None
+    for chunk in held:
+        last = chunk
+        if chunk.get("choices") or want_usage:
+            saw_usage = saw_usage or bool(chunk.get("usage"))
+            yield chunk
+    if want_usage and not saw_usage and last is not None:
+        yield _usage_chunk(last.get("id"), last.get("created"), last.get("model") or "", call.usage)
+
+
+def _usage_chunk(id_: str | None, created: int | None, model: str, usage: Usage) -> Chunk:
     return {
-        "id": acc.id,
+        "id": id_,
         "object": "chat.completion.chunk",
-        "created": acc.created,
-        "model": acc.model,
+        "created": created,
+        "model": model,
         "choices": [],
         "usage": usage.to_openai(),
     }

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from tests.gateway import KEEL
 
+from keel import Pipeline
 from keel.config import load_config
-from keel.features import build_feature
 from keel.keys import hash_key
 from keel.testing import FakeUpstream
 from keel.testing.scripted import ScriptedProvider
@@ -37,7 +37,8 @@ def test_init_writes_a_working_config_and_prompt_and_refuses_to_overwrite(tmp_pa
     assert first.returncode == 0, first.stderr
     settings = load_config(tmp_path / "keel.yaml")
     assert [f.name for f in settings.features] == ["support"]
-    feature = build_feature(settings.features[0], 0, settings, ScriptedProvider("local"), None)
+    pipeline = Pipeline(settings, providers={"local": ScriptedProvider("local")}, ledger=False)
+    feature = pipeline.features["support"]
     assert feature.prompt is not None and feature.prompt.name == "support"
 
     again = keel("init", cwd=tmp_path)

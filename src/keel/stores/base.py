@@ -52,8 +52,10 @@ class Budgets(ABC):
 
     @abstractmethod
     async def reserve(self, key: str, amount: float, limit: float, period_end: float) -> BudgetDecision:
-        """Hold ``amount`` if spent + reserved + amount stays within ``limit``; the key expires at ``period_end``
-        (epoch seconds)."""
+        """Hold ``amount`` if spent + reserved + amount stays within ``limit``.
+
+        The key expires at ``period_end`` (epoch seconds), which starts a new period.
+        """
 
     @abstractmethod
     async def settle(self, key: str, reserved: float, actual: float, period_end: float) -> None:

@@ -1,0 +1,63 @@
+"""What a pipeline runs on: settings, providers, shared state, the ledger writer and the built features.
+
+The composition root: it builds each resource once and closes them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from keel.config import load_config
+from keel.features import Feature, build_feature
+from keel.llm.providers import Provider, provider_class
+from keel.monitor.ledger import LedgerWriter
+from keel.monitor.sqlite_ledger import SQLiteLedger
+from keel.settings import Settings
+
+
+class Runtime:
+    """Resources shared by every feature of one pipeline."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        providers: dict[str, Provider] | None = None,
+        ledger: bool = True,
+    ) -> None:
+        self.settings = settings if settings is not None else load_config()
+        s = self.settings
+        used = {name for f in s.features for name in f.models_used()}
+        given = providers or {}
+        self.providers: dict[str, Provider] = {
+            m.name: given.get(m.name) or provider_class(m.provider).from_config(m, s)
+            for m in s.models
+            if m.name in used
+        }
+        self._kinds = {m.name: m.provider for m in s.models}
+        self.writer: LedgerWriter | None = None
+        if ledger and s.ledger.enabled:
+            self.writer = LedgerWriter(
+                SQLiteLedger(s.db_path),
+                flush_interval=s.ledger.flush_interval,
+                batch_size=s.ledger.batch_size,
+            )
+        self.features: dict[str, Feature] = {
+            fc.name: build_feature(fc, i, self) for i, fc in enumerate(s.features)
+        }
+
+    def model_kind(self, name: str) -> str | None:
+        """The provider kind of the configured model ``name``."""
+        return self._kinds.get(name)
+
+    async def start(self) -> None:
+        """Open connections and load local models."""
+        for provider in self.providers.values():
+            await provider.start()
+
+    async def aclose(self) -> None:
+        """Release providers, then flush the ledger (disk I/O, off the event loop)."""
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self.writer is not None:
+            await asyncio.to_thread(self.writer.close)
