@@ -17,7 +17,7 @@ $(VENV)/.run-deps: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+	$(BIN)/pip install --quiet -e '.[local,embeddings,dev]'
 	touch $(VENV)/.run-deps $@
 
 setup: $(VENV)/.run-deps
