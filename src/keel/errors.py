@@ -15,11 +15,13 @@
     ├── ProviderUnavailable           503 (a provider cannot be used here, e.g. missing extra)
     ├── LedgerWriteError              500 (a ledger batch could not be written; nothing of it was)
     ├── CallCancelled                 499 (the caller went away before the answer was complete)
+    ├── StateUnavailable              503 state_unavailable (the shared-state backend, e.g. Redis, is down)
     └── UpstreamError                 502 upstream_error (carries status, body, attempts)
         ├── UpstreamTimeout           504
         ├── UpstreamConnectionError   502
         ├── UpstreamProtocolError     502 (the upstream answered something that is not the protocol)
-        └── UpstreamStatusError       the upstream's own 4xx/5xx, mapped by ``http_status``
+        ├── UpstreamStatusError       the upstream's own 4xx/5xx, mapped by ``http_status``
+        └── CircuitOpen               503 circuit_open (a breaker refused the call: fail fast, fall back)
 
 Each class knows its HTTP status and OpenAI error ``type``/``code``, so the gateway maps
 them in one place (``server/errors.py``) and the CLI prints ``str(exc)`` as one line.
@@ -146,6 +148,14 @@ class CallCancelled(KeelError):
     code = "cancelled"
 
 
+class StateUnavailable(KeelError):
+    """The shared-state backend (Redis) cannot be reached; limits and budgets refuse rather than guess."""
+
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"
+
+
 class LedgerWriteError(KeelError):
     """A ledger batch could not be written and nothing of it was; ``retryable``: trying again may help."""
 
@@ -218,6 +228,21 @@ class UpstreamStatusError(UpstreamError):
     def retryable(self) -> bool:
         s = self.upstream_status or 500
         return s == 429 or s == 408 or s >= 500
+
+
+class CircuitOpen(UpstreamError):
+    """A circuit breaker refused the call without asking the upstream (it failed too often lately).
+
+    Not worth retrying on the same deployment (``retryable`` is False), but a reason to pick another
+    deployment or fall back to the next model.
+    """
+
+    status = 503
+    code = "circuit_open"
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 def http_status(exc: KeelError) -> int:
