@@ -7,7 +7,7 @@ A keel.yaml model entry carries the keys of ``OpenAIOptions`` next to name/provi
       base_url: http://127.0.0.1:9100/v1
       api_key_env: UPSTREAM_API_KEY      # the key is read from this variable, never from the file
       model: gpt-4o-mini                 # the upstream's model id (default: the name above)
-      timeout: {connect: 5, total: 60}   # seconds; a number alone is the total
+      timeout: {connect: 5, first_byte: 10, total: 60}   # seconds; a number alone is the total
 
 The request body passes through untouched (tools, response_format, seed, unknown fields);
 the provider only fills in ``model`` and ``messages`` and, for streams, asks for usage. Errors
@@ -52,11 +52,19 @@ _TOP_LEVEL = frozenset({"choices", "model", "usage", "id", "created"})
 
 
 class Timeouts(BaseModel):
-    """Seconds to wait for a connection, and for the whole request (a stream included)."""
+    """Seconds to wait for a connection, for the first byte, and for the whole request (a stream included).
+
+    ``first_byte`` bounds the wait for the response headers and, for a stream, its first event:
+    a deployment that accepts connections but does not start answering is given up on early
+    (and retried or failed over) while a long answer that is flowing may take up to ``total``.
+    Most servers send a plain (non-streamed) answer's headers only once it is complete, so
+    there it bounds the whole answer. Off when not given.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connect: float = Field(5.0, gt=0)
+    first_byte: float | None = Field(None, gt=0)
     total: float = Field(60.0, gt=0)
 
 
@@ -177,7 +185,7 @@ class OpenAIProvider(Provider):
         if session is None or self._loop is not asyncio.get_running_loop() or session.closed:
             session = await self._open(asyncio.get_running_loop())
         try:
-            async with session.post(self._url, data=payload, timeout=self._timeout_for(request)) as resp:
+            async with await self._post(session, payload, self._timeout_for(request)) as resp:
                 raw = await resp.read()
                 status, headers = resp.status, resp.headers
         except TimeoutError as exc:
@@ -197,8 +205,10 @@ class OpenAIProvider(Provider):
         if session is None or self._loop is not asyncio.get_running_loop() or session.closed:
             session = await self._open(asyncio.get_running_loop())
         timeout = self._timeout_for(request)
+        first_byte = self.options.timeout.first_byte
+        started = asyncio.get_running_loop().time()
         try:
-            resp = await session.post(self._url, data=payload, timeout=timeout)
+            resp = await self._post(session, payload, timeout)
         except TimeoutError as exc:
             raise self._timed_out() from exc
         except aiohttp.ClientResponseError as exc:
@@ -218,7 +228,10 @@ class OpenAIProvider(Provider):
                 )
             done = False  # [DONE] arrived
             finished = False  # a choice reported its finish_reason
-            async for events in _sse_events(resp):
+            events_in = _sse_events(resp)
+            if first_byte is not None:
+                events_in = await _first_events(events_in, started + first_byte)
+            async for events in events_in:
                 if done:
                     continue  # drain to the end so the connection goes back to the pool
                 for event in events:
@@ -243,6 +256,16 @@ class OpenAIProvider(Provider):
                 resp.release()
             else:
                 resp.close()
+
+    async def _post(
+        self, session: aiohttp.ClientSession, payload: bytes, limits: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """POST ``payload``; the response headers must arrive within the ``first_byte`` timeout."""
+        first_byte = self.options.timeout.first_byte
+        if first_byte is None:
+            return await session.post(self._url, data=payload, timeout=limits)
+        async with asyncio.timeout(first_byte):
+            return await session.post(self._url, data=payload, timeout=limits)
 
     def _payload(self, request: ModelRequest, *, stream: bool) -> bytes:
         params = request.params
@@ -415,6 +438,24 @@ def _error_message(data: Any) -> str | None:
         if isinstance(data.get(key), str) and data[key]:
             return str(data[key])[:500]
     return None
+
+
+async def _first_events(batches: AsyncIterator[list[Event]], when: float) -> AsyncIterator[list[Event]]:
+    """``batches``, once a first event arrived before ``when`` (loop time); TimeoutError if not."""
+    head: list[list[Event]] = []
+    async with asyncio.timeout_at(when):
+        async for batch in batches:
+            head.append(batch)
+            if batch:
+                break
+    return _chain(head, batches)
+
+
+async def _chain(head: list[list[Event]], rest: AsyncIterator[list[Event]]) -> AsyncIterator[list[Event]]:
+    for batch in head:
+        yield batch
+    async for batch in rest:
+        yield batch
 
 
 async def _sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[list[Event]]:
