@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import ConfigError
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
+from keel.llm.limits import BudgetSettleStage, BudgetStage, RateLimitStage
 from keel.llm.prompt_stage import PromptStage
 from keel.llm.providers import Provider
+from keel.llm.resilience import build_chain
 from keel.monitor.cost import CostStage
 from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
@@ -54,23 +56,30 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     """Assemble the stages and providers for one feature; problems raise ConfigError naming the feature."""
     settings = runtime.settings
     model = settings.model(fc.model)
-    provider = runtime.providers[fc.model]
+    primary = runtime.providers[fc.model]
+    provider = build_chain(fc, runtime.providers)
     prompt = _load_prompt(fc, index, settings) if fc.prompt else None
     schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
     if fc.output_schema is not None:
         check_schema(fc.output_schema, where=f"{settings.source}: features[{index}].schema")
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
-    stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, provider.count_messages, fc.name)]
+    stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
     if prompt is not None:
         variables = {
             **{k: v.default for k, v in prompt.variables.items() if v.default is not None},
             **fc.variables,
         }
         stages[Layer.LLM].append(PromptStage(prompt, variables))
+    # Limits and budgets count the rendered prompt, so they come after it.
+    rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary)
+    budget = BudgetStage.for_feature(fc, settings, runtime.state, primary)
+    stages[Layer.LLM] += [st for st in (rate, budget) if st is not None]
     if schema is not None:
         stages[Layer.VALIDATION].append(SchemaStage(schema))
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
+    if budget is not None:
+        stages[Layer.MONITORING].append(BudgetSettleStage())
     if runtime.writer is not None:
         stages[Layer.MONITORING].append(LedgerStage(runtime.writer))
     return Feature(config=fc, model=model, provider=provider, prompt=prompt, schema=schema, stages=stages)

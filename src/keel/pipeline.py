@@ -265,6 +265,8 @@ class Pipeline:
         call.baseline = trace.baseline or call.baseline
         call.attempts += trace.attempts
         call.failures += trace.failures
+        if trace.attempts:
+            call.count("llm.attempts", trace.attempts)
         if trace.failures:
             detail = "; ".join(trace.failures)[:500]
             call.add_verdict(

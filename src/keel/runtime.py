@@ -6,17 +6,26 @@ The composition root: it builds each resource once and closes them in order.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+from pydantic import BaseModel
 
 from keel.config import load_config
 from keel.features import Feature, build_feature
-from keel.llm.providers import Provider, provider_class
+from keel.llm.providers import Provider
+from keel.llm.resilience import build_model, config_leaf, health
 from keel.monitor.ledger import LedgerWriter
 from keel.monitor.sqlite_ledger import SQLiteLedger
-from keel.settings import Settings
+from keel.settings import ModelConfig, Settings
+from keel.stores import open_state
 
 
 class Runtime:
-    """Resources shared by every feature of one pipeline."""
+    """Resources shared by every feature of one pipeline.
+
+    ``providers`` replaces the leaf provider of a model by name (tests, custom backends); the
+    resilience wrappers still go around it.
+    """
 
     def __init__(
         self,
@@ -29,10 +38,15 @@ class Runtime:
         s = self.settings
         used = {name for f in s.features for name in f.models_used()}
         given = providers or {}
+        leaf = config_leaf(s)
+
+        def make_leaf(model: ModelConfig, options: BaseModel) -> Provider:
+            return given.get(model.name) or leaf(model, options)
+
+        self.state = open_state(s.state)
+        # Each model: retries around a breaker per deployment, balanced when there are several.
         self.providers: dict[str, Provider] = {
-            m.name: given.get(m.name) or provider_class(m.provider).from_config(m, s)
-            for m in s.models
-            if m.name in used
+            m.name: build_model(m, s, self.state, make_leaf) for m in s.models if m.name in used
         }
         self._kinds = {m.name: m.provider for m in s.models}
         self.writer: LedgerWriter | None = None
@@ -56,8 +70,16 @@ class Runtime:
             await provider.start()
 
     async def aclose(self) -> None:
-        """Release providers, then flush the ledger (disk I/O, off the event loop)."""
+        """Release providers and shared state, then flush the ledger (disk I/O, off the event loop)."""
         for provider in self.providers.values():
             await provider.aclose()
+        await self.state.aclose()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
+
+    async def health(self) -> dict[str, Any]:
+        """Per model: its provider kind and each deployment's circuit state, in-flight calls and latency."""
+        return {
+            name: {"provider": self._kinds.get(name), **(await health(p))}
+            for name, p in self.providers.items()
+        }

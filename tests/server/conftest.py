@@ -33,6 +33,8 @@ models:
     provider: openai
     base_url: @FAULTY_URL@
     timeout: 1
+    retry: {attempts: 1}        # these tests look at how one failure is reported
+    breaker: {failures: 1000}
 features:
   - name: support
     model: upstream

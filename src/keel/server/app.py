@@ -94,13 +94,15 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             return error_response(exc)
         return Response(orjson.dumps(_model(model_id)), media_type="application/json")
 
-    @app.get("/healthz", summary="Liveness and configuration summary")
+    @app.get("/healthz", summary="Liveness, and each model's circuit state per deployment")
     async def healthz() -> Response:
+        models = await pipeline.runtime.health()
+        degraded = any(m.get("status") in ("degraded", "down") for m in models.values())
         body = {
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
             "version": keel.__version__,
             "features": sorted(pipeline.features),
-            "models": {name: {"provider": p.kind} for name, p in pipeline.providers.items()},
+            "models": models,
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
