@@ -15,7 +15,8 @@ from keel.input.normalize import NormalizeStage
 from keel.llm.limits import BudgetSettleStage, BudgetStage, RateLimitStage
 from keel.llm.prompt_stage import PromptStage
 from keel.llm.providers import Provider
-from keel.llm.resilience import build_chain
+from keel.llm.resilience import FallbackProvider
+from keel.llm.routing import RoutingProvider
 from keel.monitor.cost import CostStage
 from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
@@ -40,6 +41,7 @@ class Feature:
     stages: dict[Layer, list[Stage]] = field(default_factory=dict)
     cascade: list[Provider] = field(default_factory=list)  # cheapest first, when the feature cascades
     cascade_models: list[str] = field(default_factory=list)
+    router: RoutingProvider | None = None  # a cascade's rules, which pick one model before it
 
     @property
     def name(self) -> str:
@@ -57,7 +59,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     settings = runtime.settings
     model = settings.model(fc.model)
     primary = runtime.providers[fc.model]
-    provider = build_chain(fc, runtime.providers)
+    provider, cascade, router = _llm_stack(fc, runtime)
     prompt = _load_prompt(fc, index, settings) if fc.prompt else None
     schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
     if fc.output_schema is not None:
@@ -82,7 +84,50 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         stages[Layer.MONITORING].append(BudgetSettleStage())
     if runtime.writer is not None:
         stages[Layer.MONITORING].append(LedgerStage(runtime.writer))
-    return Feature(config=fc, model=model, provider=provider, prompt=prompt, schema=schema, stages=stages)
+    return Feature(
+        config=fc,
+        model=model,
+        provider=provider,
+        prompt=prompt,
+        schema=schema,
+        stages=stages,
+        cascade=cascade,
+        cascade_models=list(fc.routing.cascade.models) if fc.routing and fc.routing.cascade else [],
+        router=router,
+    )
+
+
+def _llm_stack(
+    fc: FeatureConfig, runtime: Runtime
+) -> tuple[Provider, list[Provider], RoutingProvider | None]:
+    """The feature's provider stack (outermost first): routing → fallback chain → each model's own
+    retries, breakers and balancing. A cascade gets one chain per step instead."""
+    models = runtime.providers
+    settings = runtime.settings
+
+    def chain(name: str) -> Provider:
+        rest = [models[f] for f in fc.fallbacks if f != name]
+        return FallbackProvider([models[name], *rest]) if rest else models[name]
+
+    routing = fc.routing
+    if routing is None:
+        return chain(fc.model), [], None
+    names = [fc.model, *(r.model for r in routing.rules)]
+    if routing.complexity is not None:
+        names += [routing.complexity.small, routing.complexity.large]
+    routes = {name: chain(name) for name in dict.fromkeys(names)}
+    router = RoutingProvider(
+        routes,
+        routing,
+        fc.model,
+        routes[fc.model].count_messages,
+        price=lambda m: settings.model(m).price,
+        name=f"routing:{fc.name}",
+    )
+    if routing.cascade is None:
+        return router, [], None
+    cascade = [chain(name) for name in routing.cascade.models]
+    return cascade[0], cascade, router if routing.rules else None
 
 
 def _load_prompt(fc: FeatureConfig, index: int, settings: Settings) -> PromptTemplate:

@@ -145,6 +145,11 @@ class Pipeline:
         With ``stream``, the answer is collected from the provider's stream and returned as chunks.
         """
         steps = feature.cascade or [feature.provider]
+        ruled = None
+        if feature.cascade and feature.router is not None:
+            route = feature.router.decide(self._request(call, deadline))
+            if route.reason != "default":  # a rule picked one model: no cascade for this call
+                steps, ruled = [feature.router.routes[route.model]], route
         held: list[Chunk] = []
         for step, provider in enumerate(steps):
             t = perf_counter()
@@ -161,7 +166,9 @@ class Pipeline:
             else:
                 completion = await provider.complete(request)
             self._settle(call, feature, completion, request.trace)
-            if feature.cascade:
+            if ruled is not None:
+                call.route = ruled.reason
+            elif feature.cascade:
                 call.route = f"cascade:{step}"
                 call.baseline = feature.cascade_models[-1]
             call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t) * 1000
