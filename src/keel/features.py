@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from keel.errors import ConfigError
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
+from keel.llm.cache import build_cache
 from keel.llm.limits import BudgetSettleStage, BudgetStage, RateLimitStage
 from keel.llm.prompt_stage import PromptStage
 from keel.llm.providers import Provider
@@ -100,8 +101,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
 def _llm_stack(
     fc: FeatureConfig, runtime: Runtime
 ) -> tuple[Provider, list[Provider], RoutingProvider | None]:
-    """The feature's provider stack (outermost first): routing → fallback chain → each model's own
-    retries, breakers and balancing. A cascade gets one chain per step instead."""
+    """The feature's provider stack, outermost first: caches and coalescing → routing → fallback chain →
+    each model's own retries, breakers and balancing. A cascade gets one cached chain per step."""
     models = runtime.providers
     settings = runtime.settings
 
@@ -109,9 +110,12 @@ def _llm_stack(
         rest = [models[f] for f in fc.fallbacks if f != name]
         return FallbackProvider([models[name], *rest]) if rest else models[name]
 
+    def cached(provider: Provider) -> Provider:
+        return build_cache(provider, fc, runtime.state, runtime.embedder)
+
     routing = fc.routing
     if routing is None:
-        return chain(fc.model), [], None
+        return cached(chain(fc.model)), [], None
     names = [fc.model, *(r.model for r in routing.rules)]
     if routing.complexity is not None:
         names += [routing.complexity.small, routing.complexity.large]
@@ -125,8 +129,8 @@ def _llm_stack(
         name=f"routing:{fc.name}",
     )
     if routing.cascade is None:
-        return router, [], None
-    cascade = [chain(name) for name in routing.cascade.models]
+        return cached(router), [], None
+    cascade = [cached(chain(name)) for name in routing.cascade.models]
     return cascade[0], cascade, router if routing.rules else None
 
 

@@ -289,7 +289,8 @@ class Pipeline:
             p = self.providers.get(model, feature.provider)
             out = sum(p.count_tokens(message_text(c.get("message") or {})) for c in completion.choices)
             usage = Usage(input_tokens=p.count_messages(call.messages), output_tokens=out, estimated=True)
-        call.spend.append(Spend(model, usage, cached=trace.cache is not None))
+        # A cached or coalesced answer was paid for by the call that made it.
+        call.spend.append(Spend(model, usage, cached=trace.cache is not None or trace.coalesced))
         total = call.usage
         call.usage = Usage(
             input_tokens=total.input_tokens + usage.input_tokens,

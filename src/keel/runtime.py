@@ -11,7 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from keel.config import load_config
+from keel.context.embed import Embedder, build_embedder
 from keel.features import Feature, build_feature
+from keel.llm.cache import needs_embedder
 from keel.llm.providers import Provider
 from keel.llm.resilience import build_model, config_leaf, health
 from keel.monitor.ledger import LedgerWriter
@@ -44,6 +46,7 @@ class Runtime:
             return given.get(model.name) or leaf(model, options)
 
         self.state = open_state(s.state)
+        self.embedder: Embedder | None = build_embedder(s) if needs_embedder(s) else None
         # Each model: retries around a breaker per deployment, balanced when there are several.
         self.providers: dict[str, Provider] = {
             m.name: build_model(m, s, self.state, make_leaf) for m in s.models if m.name in used
@@ -68,11 +71,15 @@ class Runtime:
         """Open connections and load local models."""
         for provider in self.providers.values():
             await provider.start()
+        if self.embedder is not None:
+            await self.embedder.start()
 
     async def aclose(self) -> None:
         """Release providers and shared state, then flush the ledger (disk I/O, off the event loop)."""
         for provider in self.providers.values():
             await provider.aclose()
+        if self.embedder is not None:
+            await self.embedder.aclose()
         await self.state.aclose()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)

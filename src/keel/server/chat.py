@@ -95,6 +95,11 @@ def _body(result: Result, call: Call) -> dict[str, Any]:
     }
     out.update(comp.extra)
     keel: dict[str, Any] = {"call_id": call.id, "feature": call.feature, "cost_usd": result.usage.cost_usd}
+    if call.cache:
+        keel["cache"] = call.cache
+        keel["saved_usd"] = call.saved_usd
+    if call.route:
+        keel["route"] = call.route
     if result.verdicts:
         keel["verdicts"] = [v.to_dict() for v in result.verdicts]
     out["keel"] = keel
@@ -104,6 +109,10 @@ def _body(result: Result, call: Call) -> dict[str, Any]:
 def _headers(call: Call) -> dict[str, str]:
     h = _stream_headers(call)
     h["x-keel-cost-usd"] = f"{call.usage.cost_usd:.8f}"
+    if call.cache:
+        h["x-keel-cache"] = call.cache
+    if call.route:
+        h["x-keel-route"] = call.route
     h["x-keel-latency-ms"] = f"{call.timings.get('total', 0.0):.3f}"
     return h
 
