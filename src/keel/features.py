@@ -19,6 +19,7 @@ from keel.llm.providers import Provider
 from keel.llm.resilience import FallbackProvider
 from keel.llm.routing import RoutingProvider
 from keel.monitor.cost import CostStage
+from keel.monitor.metrics import MetricsStage
 from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
 from keel.prompts.template import check_schema
@@ -83,6 +84,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
     if budget is not None:
         stages[Layer.MONITORING].append(BudgetSettleStage())
+    stages[Layer.MONITORING].append(MetricsStage(runtime.metrics))
     if runtime.writer is not None:
         stages[Layer.MONITORING].append(LedgerStage(runtime.writer))
     return Feature(

@@ -17,6 +17,7 @@ from keel.llm.cache import needs_embedder
 from keel.llm.providers import Provider
 from keel.llm.resilience import build_model, config_leaf, health
 from keel.monitor.ledger import LedgerWriter
+from keel.monitor.metrics import Metrics
 from keel.monitor.sqlite_ledger import SQLiteLedger
 from keel.settings import ModelConfig, Settings
 from keel.stores import open_state
@@ -52,6 +53,7 @@ class Runtime:
             m.name: build_model(m, s, self.state, make_leaf) for m in s.models if m.name in used
         }
         self._kinds = {m.name: m.provider for m in s.models}
+        self.metrics = Metrics()
         self.writer: LedgerWriter | None = None
         if ledger and s.ledger.enabled:
             self.writer = LedgerWriter(

@@ -17,6 +17,7 @@ from tests.gateway import Gateway
 
 KEY_ALL = "sk-test-all-features"
 KEY_EXTRACT = "sk-test-extract-only"
+KEY_ADMIN = "sk-test-admin"
 CONFIG = """\
 models:
   - name: upstream
@@ -56,6 +57,9 @@ keys:
   - name: extract-only
     hash: @HASH_EXTRACT@
     features: [extract]
+  - name: ops
+    hash: @HASH_ADMIN@
+    admin: true
 storage: {path: ledger.db}
 ledger: {flush_interval: 0.05}
 server: {max_body_bytes: 20000}
@@ -70,6 +74,7 @@ def write_config(path: Path, base_url: str, nousage_url: str, faulty_url: str) -
         .replace("@FAULTY_URL@", faulty_url)
         .replace("@HASH_ALL@", hash_key(KEY_ALL))
         .replace("@HASH_EXTRACT@", hash_key(KEY_EXTRACT))
+        .replace("@HASH_ADMIN@", hash_key(KEY_ADMIN))
     )
     path.write_text(text)
 

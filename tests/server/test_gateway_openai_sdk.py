@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.gateway import Gateway, http
-from tests.server.conftest import KEY_ALL, KEY_EXTRACT, WEATHER_TOOL, ledger_rows
+from tests.server.conftest import KEY_ADMIN, KEY_ALL, KEY_EXTRACT, WEATHER_TOOL, ledger_rows
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +150,18 @@ def test_healthz_reports_features_without_secrets(gateway: Gateway) -> None:
     body = reply.json()
     assert body["status"] == "ok" and body["features"] == ["counted", "extract", "flaky", "support"]
     assert "upstream-secret" not in reply.body.decode()
+
+
+def test_metrics_count_calls_and_show_circuits_to_an_admin_key(
+    gateway: Gateway, client: openai.OpenAI
+) -> None:
+    client.chat.completions.create(model="support", messages=[{"role": "user", "content": "count me"}])
+    assert http("GET", gateway.url + "/metrics").status == 401
+    assert http("GET", gateway.url + "/metrics", headers={"authorization": f"Bearer {KEY_ALL}"}).status == 403
+    reply = http("GET", gateway.url + "/metrics", headers={"authorization": f"Bearer {KEY_ADMIN}"})
+    assert reply.status == 200
+    text = reply.body.decode()
+    calls = [line for line in text.splitlines() if line.startswith('keel_calls_total{feature="support"')]
+    assert calls and float(calls[0].rsplit(" ", 1)[1]) >= 1
+    assert 'keel_circuit_state{deployment="upstream",model="upstream"} 0.0' in text
+    assert "keel_call_duration_seconds_bucket" in text

@@ -133,6 +133,8 @@ def test_a_breaker_opened_by_one_replica_fails_fast_on_the_other(replicas: Repli
     assert broken.stats()["requests"] == calls_before  # B never asked the broken upstream
     health = http("GET", b.url + "/healthz").json()
     assert health["models"]["broken"]["deployments"][0]["state"] == "open"
+    metrics = http("GET", b.url + "/metrics").body.decode()
+    assert 'keel_circuit_state{deployment="broken",model="broken"} 2.0' in metrics
 
 
 def test_replicas_keep_separate_ledgers(replicas: Replicas) -> None:

@@ -94,6 +94,17 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             return error_response(exc)
         return Response(orjson.dumps(_model(model_id)), media_type="application/json")
 
+    @app.get("/metrics", summary="Prometheus metrics (an admin key is needed when keys are configured)")
+    async def metrics(request: Request) -> Response:
+        try:
+            key = keyring.authenticate(request.headers.get("authorization"))
+            keyring.check_admin(key)
+        except KeelError as exc:
+            return error_response(exc)
+        runtime = pipeline.runtime
+        runtime.metrics.set_circuits(await runtime.health())
+        return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     @app.get("/healthz", summary="Liveness, and each model's circuit state per deployment")
     async def healthz() -> Response:
         models = await pipeline.runtime.health()

@@ -41,6 +41,12 @@ class KeyRing:
             raise PermissionDenied(f"API key {key.name!r} may not use feature {feature!r}")
 
     @staticmethod
+    def check_admin(key: KeyConfig | None) -> None:
+        """Raise PermissionDenied unless ``key`` is an admin key (or keys are not configured)."""
+        if key is not None and not key.admin:
+            raise PermissionDenied(f"API key {key.name!r} is not an admin key")
+
+    @staticmethod
     def may_use(key: KeyConfig | None, feature: str) -> bool:
         """True when ``key`` may use ``feature``."""
         return key is None or key.features is None or feature in key.features
