@@ -43,7 +43,7 @@ from keel.testing.scripted import ScriptedProvider
 ROOT = Path(__file__).resolve().parent.parent
 NEAR_MISSES = ("negation", "opposite", "number", "date", "amount", "entity_swap", "product", "plurality")
 THRESHOLDS = [0.70, 0.75, 0.80, 0.83, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96]
-CONFIGURED = 0.92  # SemanticCacheConfig's default threshold
+CONFIGURED = SemanticCacheConfig.model_fields["threshold"].default
 
 
 @dataclass(frozen=True)
