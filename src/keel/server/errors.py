@@ -49,6 +49,16 @@ def error_response(exc: KeelError, call: Call | None = None) -> Response:
     )
 
 
+def internal_error(path: str, exc: BaseException) -> Response:
+    """A bug still answers in the protocol (500, OpenAI error JSON) and is logged with its traceback."""
+    log.exception("event=unhandled_error path=%s", path, exc_info=exc)
+    return Response(
+        error_body("internal error in the keel gateway", "server_error", "internal_error"),
+        status_code=500,
+        media_type="application/json",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error the app can raise answer in OpenAI's error format."""
 
@@ -81,13 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        # The single catch-all: a bug must still answer in the protocol, and be logged with its traceback.
-        log.exception("event=unhandled_error path=%s", request.url.path, exc_info=exc)
-        return Response(
-            error_body("internal error in the keel gateway", "server_error", "internal_error"),
-            status_code=500,
-            media_type="application/json",
-        )
+        return internal_error(request.url.path, exc)
 
     app.add_exception_handler(KeelError, keel_error)
     app.add_exception_handler(HTTPException, http_error)
