@@ -159,7 +159,16 @@ def _check_references(s: Settings, lines: dict[tuple[Any, ...], int]) -> None:
         for name in f.models_used():
             if name not in model_names:
                 fail(("features", i, "routing"), f"unknown model {name!r}{_suggest(name, model_names)}")
+        judge = f.input.injection.judge
+        if judge is not None and judge not in model_names:
+            fail(
+                ("features", i, "input", "injection", "judge"),
+                f"unknown model {judge!r}{_suggest(judge, model_names)}",
+            )
     for i, k in enumerate(s.keys):
+        for j, mname in enumerate(k.models or ()):
+            if mname not in model_names:
+                fail(("keys", i, "models", j), f"unknown model {mname!r}{_suggest(mname, model_names)}")
         for j, fname in enumerate(k.features or ()):
             if fname not in feature_names:
                 fail(("keys", i, "features", j), f"unknown feature {fname!r}{_suggest(fname, feature_names)}")

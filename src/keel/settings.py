@@ -193,6 +193,67 @@ class Budget(_Strict):
     usd_per_month: float | None = Field(None, gt=0)
 
 
+# -- guards (Input and Validation layers) ----------------------------------------------------------
+
+GuardAction = Literal["off", "flag", "redact", "block"]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class InjectionGuard(_Strict):
+    """Prompt-injection and jailbreak detection: signatures, then a classifier, then an optional judge."""
+
+    enabled: bool = True
+    action: Literal["block", "flag", "strip"] = "block"  # for scores at or above block_threshold
+    block_threshold: float = Field(0.85, ge=0, le=1)
+    flag_threshold: float = Field(0.5, ge=0, le=1)  # at or above: answered, but recorded
+    judge: str | None = None  # a model name asked about the grey zone (flag_threshold..block_threshold)
+    # whose messages are scanned; the app's own system prompt is trusted
+    roles: tuple[Role, ...] = ("user", "tool")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InjectionGuard:
+        if self.flag_threshold > self.block_threshold:
+            raise ValueError("flag_threshold must not exceed block_threshold")
+        return self
+
+
+class PIIGuard(_Strict):
+    """Personal data in the input: found with pattern recognisers, then redacted or pseudonymised."""
+
+    action: Literal["off", "flag", "redact", "pseudonymize", "block"] = "off"
+    entities: list[str] | None = None  # None: every supported entity type
+    restore: bool = False  # put the original values back into the answer (pseudonymize)
+    score_threshold: float = Field(0.5, ge=0, le=1)
+
+
+class InputGuards(_Strict):
+    """The Input layer's defences for one feature."""
+
+    injection: InjectionGuard = InjectionGuard()
+    pii: PIIGuard = PIIGuard()
+    secrets: GuardAction = "redact"  # API keys, tokens, private keys pasted into a prompt
+
+
+class OutputGuards(_Strict):
+    """The Validation layer's leakage checks for one feature."""
+
+    pii: GuardAction = "off"
+    secrets: GuardAction = "redact"
+    canary: bool = True  # a secret token in the system prompt; an answer repeating it is blocked
+    system_prompt_leak: bool = True  # a long verbatim run of the system prompt is blocked
+    min_leak_chars: int = Field(80, ge=20)
+
+
+class ToolSpec(_Strict):
+    """A tool the model may call, with the JSON schema its arguments must satisfy."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    side_effects: bool = False  # changes something outside (send, buy, delete) rather than reads
+    confirm: bool = False  # a side-effecting call must be confirmed by the caller before it is returned
+
+
 class FeatureConfig(_Strict):
     """A named pipeline configuration: model, prompt, schema, limits, caching, routing, resilience."""
 
@@ -212,6 +273,9 @@ class FeatureConfig(_Strict):
     routing: RoutingConfig | None = None
     rate_limit: RateLimit | None = None
     budget: Budget | None = None
+    input: InputGuards = InputGuards()
+    output: OutputGuards = OutputGuards()
+    tools: list[ToolSpec] | None = None  # None: tools in requests pass through unchecked
 
     @field_validator("name")
     @classmethod
@@ -240,6 +304,7 @@ class KeyConfig(_Strict):
     name: str
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     features: list[str] | None = None  # None: every feature
+    models: list[str] | None = None  # None: every model; else a feature is usable only if all its models are
     admin: bool = False
     rate_limit: RateLimit | None = None
     budget: Budget | None = None
