@@ -165,6 +165,9 @@ class Call:
     failures: list[str] = field(default_factory=list)  # "model: error_code" per failed attempt
     spend: list[Spend] = field(default_factory=list)  # every answer a model gave (cascades give several)
     baseline: str | None = None  # the model a route's saving is measured against
+    # Placeholder → original value for redacted or pseudonymised input. Lives only as long as the
+    # call; never copied to the ledger, logs or traces.
+    vault: dict[str, str] = field(default_factory=dict, repr=False)
 
     def add_verdict(self, verdict: Verdict) -> None:
         """Record a stage's decision on this call."""
