@@ -75,9 +75,10 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     install_error_handlers(app)
 
     chat = ChatEndpoint(pipeline, keyring, s.server.max_body_bytes)
-    body_doc = {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}
-    }
+    body_schema, components = request_schema()
+    # The `model` field names a feature of this gateway: say which.
+    body_schema["properties"]["model"]["enum"] = sorted(pipeline.features)
+    body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
     for path in ("/v1/chat/completions", "/chat/completions"):
         app.add_api_route(
             path,
@@ -144,4 +145,13 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the request body's component schemas added."""
+        doc = default_openapi()
+        doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return Gateway(app, chat)

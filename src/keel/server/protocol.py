@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, NotRequired, Required
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
 from keel.errors import InvalidRequest
@@ -29,6 +29,7 @@ class KeelOptions(TypedDict, total=False):
 
     variables: dict[str, Any]
     metadata: dict[str, str | int | float | bool]
+    confirm: str  # confirms a side-effecting tool call held back for confirmation
 
 
 @with_config(ConfigDict(extra="allow", strict=True))
@@ -36,13 +37,13 @@ class ChatRequest(TypedDict, total=False):
     """``POST /v1/chat/completions``: every OpenAI parameter passes through to the provider."""
 
     model: str
-    messages: Required[list[ChatMessage]]
+    messages: Required[Annotated[list[ChatMessage], Field(min_length=1)]]
     stream: bool
     stream_options: dict[str, Any]
-    max_tokens: int | None
-    max_completion_tokens: int | None
-    temperature: float | None
-    n: int | None
+    max_tokens: Annotated[int, Field(ge=1)] | None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None
+    n: Annotated[int, Field(ge=1, le=128)] | None
     tools: list[dict[str, Any]]
     response_format: dict[str, Any]
     keel: NotRequired[KeelOptions]
@@ -65,8 +66,6 @@ def parse_chat_request(body: bytes) -> dict[str, Any]:
         request = CHAT_REQUEST.validate_python(data)
     except ValidationError as exc:
         raise invalid_from(exc) from None
-    if not request["messages"]:
-        raise InvalidRequest("messages: must contain at least one message", param="messages")
     return dict(request)
 
 
@@ -91,6 +90,7 @@ def invalid_from(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{loc}: {msg}" if loc else msg, param=loc or None)
 
 
-def request_schema() -> dict[str, Any]:
-    """The JSON schema of the request body, for the OpenAPI document."""
-    return CHAT_REQUEST.json_schema()
+def request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request body's JSON schema for the OpenAPI document, and the component schemas it refers to."""
+    schema = CHAT_REQUEST.json_schema(ref_template="#/components/schemas/{model}")
+    return schema, schema.pop("$defs", {})
