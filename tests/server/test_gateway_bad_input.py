@@ -57,7 +57,12 @@ def assert_openai_error(reply: HTTPReply, status: int, code: str | None = None) 
         ),
         (b'["a", "list"]', 400, "invalid_request", "JSON object"),
         (json.dumps({"model": "support"}).encode(), 400, "invalid_request", "messages"),
-        (json.dumps({"model": "support", "messages": []}).encode(), 400, "invalid_request", "at least 1 item"),
+        (
+            json.dumps({"model": "support", "messages": []}).encode(),
+            400,
+            "invalid_request",
+            "at least 1 item",
+        ),
         (
             json.dumps({"model": "support", "messages": [{"role": "robot", "content": "x"}]}).encode(),
             400,
