@@ -18,7 +18,9 @@ from keel.llm.providers import Provider
 from keel.llm.resilience import build_model, config_leaf, health
 from keel.monitor.ledger import LedgerWriter
 from keel.monitor.metrics import Metrics
-from keel.monitor.sqlite_ledger import SQLiteLedger
+from keel.monitor.open import ledger_target, open_ledger
+from keel.prompts.open import settings_registry
+from keel.prompts.registry import PromptRegistry
 from keel.settings import ModelConfig, Settings
 from keel.stores import open_state
 
@@ -56,14 +58,17 @@ class Runtime:
         self.metrics = Metrics()
         self.writer: LedgerWriter | None = None
         if ledger and s.ledger.enabled:
-            self.writer = LedgerWriter(
-                SQLiteLedger(s.db_path),
-                flush_interval=s.ledger.flush_interval,
-                batch_size=s.ledger.batch_size,
-            )
+            self.writer = LedgerWriter.from_settings(open_ledger(ledger_target(s)), s.ledger)
+        self._prompts: PromptRegistry | None = None  # opened by the first feature that names a label
         self.features: dict[str, Feature] = {
             fc.name: build_feature(fc, i, self) for i, fc in enumerate(s.features)
         }
+
+    def prompt_registry(self) -> PromptRegistry:
+        """The prompt registry (opened, and prompts_dir synced into it, on first use)."""
+        if self._prompts is None:
+            self._prompts = settings_registry(self.settings)
+        return self._prompts
 
     def model_kind(self, name: str) -> str | None:
         """The provider kind of the configured model ``name``."""
@@ -83,6 +88,8 @@ class Runtime:
         if self.embedder is not None:
             await self.embedder.aclose()
         await self.state.aclose()
+        if self._prompts is not None:
+            self._prompts.close()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from keel.monitor.settings import LedgerSettings
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -333,14 +335,6 @@ class StorageConfig(_Strict):
     path: Path = Path(".keel/keel.db")
 
 
-class LedgerConfig(_Strict):
-    """The usage ledger: one row per call, written in batches off the request path."""
-
-    enabled: bool = True
-    flush_interval: float = Field(1.0, gt=0, le=60)
-    batch_size: int = Field(1000, gt=0)
-
-
 class ServerConfig(_Strict):
     """The gateway's listening address and request limits."""
 
@@ -359,7 +353,7 @@ class Settings(_Strict):
     state: str = "memory"  # caches, limits, budgets, breakers: "memory" (in-process) or redis://host:port/db
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     storage: StorageConfig = StorageConfig()
-    ledger: LedgerConfig = LedgerConfig()
+    ledger: LedgerSettings = LedgerSettings()  # keel.monitor.settings
     server: ServerConfig = ServerConfig()
     prompts_dir: Path = Path("prompts")
     source: str = Field("<default>", exclude=True)  # the file this came from, for messages

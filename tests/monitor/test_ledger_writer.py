@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from keel.errors import LedgerWriteError
-from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, LedgerWriter
+from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, LedgerWriter, TailPage, VerdictStats
 from keel.monitor.sqlite_ledger import SQLiteLedger
 from keel.monitor.usage import UsageSummary
 
@@ -50,6 +50,7 @@ class Switchable(Ledger):
         self.gate.set()
         self.entered = threading.Event()
         self.batches: list[int] = []
+        self.deletes: list[int] = []
 
     def write(self, rows: Sequence[LedgerRow]) -> None:
         self.entered.set()
@@ -64,6 +65,19 @@ class Switchable(Ledger):
 
     def summarize(self, *, since: float | None, by: GroupBy) -> list[UsageSummary]:
         return self.inner.summarize(since=since, by=by)
+
+    def tail(self, *, after: int | None, limit: int = 100, feature: str | None = None) -> TailPage:
+        return self.inner.tail(after=after, limit=limit, feature=feature)
+
+    def verdict_stats(self, *, since: float | None, stage: str) -> list[VerdictStats]:
+        return self.inner.verdict_stats(since=since, stage=stage)
+
+    def delete_before(self, ts: float, *, limit: int = 10_000) -> int:
+        if self.failing:
+            raise LedgerWriteError("disk full (simulated)", retryable=True)
+        n = self.inner.delete_before(ts, limit=limit)
+        self.deletes.append(n)
+        return n
 
     def close(self) -> None:
         self.inner.close()
@@ -281,3 +295,82 @@ def test_rows_are_saved_at_interpreter_exit_without_close(db: Path, reader: SQLi
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "recorded"
     assert ids(reader) == ["exit0", "exit1", "exit2"]
+
+
+@pytest.mark.unit
+def test_rows_older_than_the_retention_period_are_deleted_in_chunks_by_the_writer(
+    db: Path, reader: SQLiteLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = time.time()
+    old = [row(f"old{i:02}", ts=now - 10 * 86400 - i) for i in range(25)]
+    recent = [row(f"new{i}", ts=now - 3600) for i in range(3)]
+    reader.write(old + recent)
+    spy = Switchable(SQLiteLedger(db))
+    with caplog.at_level(logging.INFO, logger="keel.ledger"):
+        writer = LedgerWriter(
+            spy, flush_interval=0.02, retention=7 * 86400, prune_chunk=10, retention_check=3600
+        )
+        eventually(lambda: ids(reader) == ["new0", "new1", "new2"], "the 25 expired rows deleted")
+        writer.record(row("fresh", ts=now))
+        writer.flush()
+        time.sleep(0.1)  # several more intervals: the next check is an hour away, so no more deletes
+        writer.close()
+    assert spy.deletes == [10, 10, 5]
+    assert writer.stats.pruned == 25
+    assert ids(reader) == ["fresh", "new0", "new1", "new2"]
+    assert any("event=ledger_pruned" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.unit
+def test_a_failed_deletion_is_logged_and_does_not_stop_writes(
+    db: Path, reader: SQLiteLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader.write([row("expired", ts=1.0)])
+    spy = Switchable(SQLiteLedger(db))
+    spy.failing = True
+    with caplog.at_level(logging.WARNING, logger="keel.ledger"):
+        writer = LedgerWriter(spy, flush_interval=0.02, retention=86400)
+        eventually(
+            lambda: any("event=ledger_prune_failed" in r.getMessage() for r in caplog.records),
+            "a logged failure",
+        )
+    spy.failing = False
+    writer.record(row("kept", ts=time.time()))
+    writer.flush()
+    writer.close()
+    assert "kept" in ids(reader)
+
+
+@pytest.mark.unit
+def test_without_retention_nothing_is_ever_deleted(db: Path, reader: SQLiteLedger) -> None:
+    reader.write([row("ancient", ts=1.0)])
+    spy = Switchable(SQLiteLedger(db))
+    writer = LedgerWriter(spy, flush_interval=0.01)
+    writer.record(row("new", ts=time.time()))
+    writer.flush()
+    time.sleep(0.05)
+    writer.close()
+    assert spy.deletes == []
+    assert ids(reader) == ["ancient", "new"]
+
+
+@pytest.mark.unit
+def test_a_writer_from_settings_takes_interval_batch_pending_and_retention() -> None:
+    from keel.monitor.settings import LedgerSettings
+
+    class Nowhere(Switchable):
+        def __init__(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    settings = LedgerSettings.model_validate(
+        {"flush_interval": 0.5, "batch_size": 50, "max_pending": 500, "retention_days": 30}
+    )
+    writer = LedgerWriter.from_settings(Nowhere(), settings)
+    try:
+        assert (writer.flush_interval, writer.batch_size, writer.max_pending) == (0.5, 50, 500)
+        assert writer.retention == 30 * 86400
+    finally:
+        writer.close()

@@ -13,11 +13,14 @@ from rich.console import Console
 from keel.errors import InvalidRequest, KeelError
 from keel.monitor.usage import (
     UsageSummary,
+    build_summary,
+    has_layers,
     parse_format,
     parse_group_by,
     parse_since,
     render_csv,
     render_json,
+    render_layers,
     render_table,
     sort_summaries,
 )
@@ -37,7 +40,9 @@ def summary(group: str | None, **kw: object) -> UsageSummary:
 
 SUPPORT = summary(
     "support", calls=1204, errors=3, blocked=2, input_tokens=812_345, output_tokens=164_001, cache_hits=40,
-    cost_usd=0.15600000000000003, saved_usd=0.0125, latency_p50_ms=412.25, latency_p95_ms=1890.5,
+    cost_usd=0.15600000000000003, saved_usd=0.0175, cache_saved_usd=0.0125, route_saved_usd=0.005,
+    latency_p50_ms=412.25, latency_p95_ms=1890.5, input_p50_ms=0.25, input_p95_ms=1.5, llm_p50_ms=400.0,
+    llm_p95_ms=1850.0, ttft_p50_ms=120.0, ttft_p95_ms=300.25,
 )  # fmt: skip
 EXTRACT = summary("extract", calls=7, cost_usd=0.000221, latency_p50_ms=9.0, latency_p95_ms=12.0)
 ANONYMOUS = summary(None, calls=2)
@@ -98,7 +103,7 @@ def test_the_table_shows_every_number_right_aligned_with_cost_to_six_decimals() 
     lines = _text([SUPPORT, EXTRACT, ANONYMOUS])
     support = next(line for line in lines if "support" in line)
     extract = next(line for line in lines if "extract" in line)
-    for cell in ("1,204", "812,345", "164,001", "0.156000", "0.012500", "412.2", "1,890.5"):
+    for cell in ("1,204", "812,345", "164,001", "0.156000", "0.012500", "0.005000", "412.2", "1,890.5"):
         assert cell in support
     assert "0.000221" in extract
     anonymous = next(line for line in lines if "(none)" in line)
@@ -119,7 +124,9 @@ def test_csv_has_a_header_and_one_parseable_line_per_group() -> None:
     rows = list(csv.DictReader(io.StringIO(render_csv([SUPPORT, ANONYMOUS], by="model"))))
     assert list(rows[0]) == [
         "model", "calls", "errors", "blocked", "input_tokens", "output_tokens", "cost_usd", "saved_usd",
-        "cache_hits", "latency_p50_ms", "latency_p95_ms",
+        "cache_hits", "latency_p50_ms", "latency_p95_ms", "cache_saved_usd", "route_saved_usd",
+        "ttft_p50_ms", "ttft_p95_ms", "input_p50_ms", "input_p95_ms", "context_p50_ms", "context_p95_ms",
+        "llm_p50_ms", "llm_p95_ms", "validation_p50_ms", "validation_p95_ms",
     ]  # fmt: skip
     assert rows[0]["model"] == "support"
     assert (rows[0]["calls"], rows[0]["cost_usd"], rows[0]["latency_p95_ms"]) == ("1204", "0.156", "1890.5")
@@ -129,7 +136,9 @@ def test_csv_has_a_header_and_one_parseable_line_per_group() -> None:
 def test_an_empty_csv_is_just_the_header() -> None:
     assert render_csv([], by="key").splitlines() == [
         "key,calls,errors,blocked,input_tokens,output_tokens,cost_usd,saved_usd,cache_hits,"
-        "latency_p50_ms,latency_p95_ms"
+        "latency_p50_ms,latency_p95_ms,cache_saved_usd,route_saved_usd,ttft_p50_ms,ttft_p95_ms,"
+        "input_p50_ms,input_p95_ms,context_p50_ms,context_p95_ms,llm_p50_ms,llm_p95_ms,"
+        "validation_p50_ms,validation_p95_ms"
     ]
 
 
@@ -145,3 +154,36 @@ def test_json_names_the_window_and_the_grouping() -> None:
         "by": "feature",
         "groups": [],
     }
+
+
+def test_the_layer_table_shows_p50_and_p95_per_layer_with_a_dash_where_none_ran() -> None:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(render_layers([SUPPORT, EXTRACT], by="feature"))
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "input" in line)
+    assert [h in header for h in ("input", "context", "llm", "validation", "ttft")] == [True] * 5
+    support = next(line for line in lines if "support" in line)
+    assert "0.2 / 1.5" in support and "400.0 / 1,850.0" in support and "120.0 / 300.2" in support
+    assert support.count(" - ") == 2  # no context, no validation
+    extract = next(line for line in lines if "extract" in line)
+    assert extract.count(" - ") == 5
+
+
+def test_layers_are_shown_only_when_some_group_recorded_them() -> None:
+    assert has_layers([EXTRACT, SUPPORT])
+    assert not has_layers([EXTRACT, ANONYMOUS])
+
+
+def test_a_summary_built_from_backend_totals_adds_both_savings_and_names_each_percentile() -> None:
+    s = build_summary("g", (3, 1, None, 10, 5, 0.5, 2, 0.25, 0.125), {"llm": (1.0, 2.0), "ttft": (3.0, None)})
+    assert (s.calls, s.errors, s.blocked, s.input_tokens, s.output_tokens, s.cache_hits) == (
+        3,
+        1,
+        0,
+        10,
+        5,
+        2,
+    )
+    assert (s.cost_usd, s.saved_usd, s.cache_saved_usd, s.route_saved_usd) == (0.5, 0.375, 0.25, 0.125)
+    assert (s.llm_p50_ms, s.llm_p95_ms, s.ttft_p50_ms, s.ttft_p95_ms) == (1.0, 2.0, 3.0, None)
+    assert (s.latency_p50_ms, s.input_p50_ms) == (None, None)

@@ -1,4 +1,4 @@
-"""``keel usage``: calls, tokens, cost and latency per feature, model or key, from the ledger."""
+"""``keel usage``: calls, tokens, cost, savings and latency (per layer too) per feature, model or key."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from rich.console import Console
 
 from keel.cli.common import ConfigOption, settings_from
 from keel.monitor.ledger import GroupBy
-from keel.monitor.sqlite_ledger import SQLiteLedger
+from keel.monitor.open import describe, is_missing, ledger_target, open_ledger
 from keel.monitor.usage import (
     Format,
     UsageSummary,
     describe_since,
+    has_layers,
     parse_format,
     parse_group_by,
     parse_since,
     render_csv,
     render_json,
+    render_layers,
     render_table,
 )
 
@@ -40,23 +42,24 @@ def usage(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
     config: ConfigOption = None,
 ) -> None:
-    """Show calls, tokens, cost and latency per feature, model or key since a point in time."""
+    """Show calls, tokens, cost, savings and latency per feature, model or key since a point in time."""
     start = parse_since(since)
     group = parse_group_by(by)
     form = parse_format(fmt)
     settings = settings_from(config)
-    path = settings.db_path
-    if not path.exists():
-        _emit([], group, form, start, empty=f"no calls recorded yet (ledger: {path})")
+    target = ledger_target(settings)
+    where = describe(target)
+    if is_missing(target):
+        _emit([], group, form, start, empty=f"no calls recorded yet (ledger: {where})")
         return
-    with SQLiteLedger(path) as ledger:
+    with open_ledger(target) as ledger:
         summaries = ledger.summarize(since=start, by=group)
     _emit(
         summaries,
         group,
         form,
         start,
-        empty=f"no calls recorded since {describe_since(start)} (ledger: {path})",
+        empty=f"no calls recorded since {describe_since(start)} (ledger: {where})",
     )
 
 
@@ -71,5 +74,7 @@ def _emit(summaries: list[UsageSummary], by: GroupBy, form: Format, since: float
         if not console.is_terminal:
             console = Console(width=_WIDE)
         console.print(render_table(summaries, by=by, title=f"usage by {by} since {describe_since(since)}"))
+        if has_layers(summaries):
+            console.print(render_layers(summaries, by=by, title="latency per layer"))
     if not summaries:
         print(empty, file=sys.stdout if form == "table" else sys.stderr)

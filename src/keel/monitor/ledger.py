@@ -2,13 +2,15 @@
 
 ``Ledger`` is the seam a storage backend implements (SQLite embedded, PostgreSQL at scale);
 ``LedgerWriter`` is the only thing the hot path touches: ``record()`` appends to a queue and a
-daemon thread writes batches, each in one transaction.
+daemon thread writes batches, each in one transaction, and now and then deletes rows older than
+the retention period.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -19,10 +21,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+import orjson
+
 from keel.call import Call
 from keel.errors import LedgerWriteError, http_status
 
 if TYPE_CHECKING:
+    from keel.monitor.settings import LedgerSettings
     from keel.monitor.usage import UsageSummary
 
 GroupBy = Literal["feature", "model", "key"]
@@ -105,6 +110,33 @@ class LedgerRow:
         )
 
 
+@dataclass(slots=True, frozen=True)
+class TailPage:
+    """Rows in the order they were stored, and the cursor to ask for the ones after them."""
+
+    rows: list[LedgerRow]
+    cursor: int  # pass as ``after`` to the next ``tail()``; 0 when nothing was stored yet
+
+
+@dataclass(slots=True, frozen=True)
+class VerdictStats:
+    """One feature's verdicts from one stage (or a stage prefix) over a window, for alert rules."""
+
+    feature: str
+    verdicts: int
+    blocks: int
+    scored: int  # verdicts that carry a score
+    mean_score: float | None
+
+
+def json_text(value: Any) -> str:
+    """A row's JSON field as text: odd types become strings, lone surrogates are escaped."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
+
+
 class Ledger(ABC):
     """Where ledger rows are stored. Every backend passes the same contract tests."""
 
@@ -121,7 +153,27 @@ class Ledger(ABC):
 
     @abstractmethod
     def summarize(self, *, since: float | None, by: GroupBy) -> list[UsageSummary]:
-        """Totals and latency percentiles per group, most expensive first (see ``keel.monitor.usage``)."""
+        """Totals, latency percentiles (whole call and per layer) and savings per group, most expensive
+        first (see ``keel.monitor.usage``)."""
+
+    @abstractmethod
+    def tail(self, *, after: int | None, limit: int = 100, feature: str | None = None) -> TailPage:
+        """Up to ``limit`` rows stored after cursor ``after``, oldest first (to follow the ledger live).
+
+        ``after=None``: the last ``limit`` rows stored, and a cursor at the newest row. The cursor
+        follows the order rows were stored in, not their ``ts``: a slow call stored late is still seen.
+        """
+
+    @abstractmethod
+    def verdict_stats(self, *, since: float | None, stage: str) -> list[VerdictStats]:
+        """Per feature: verdicts of ``stage`` or any ``stage.*`` stage in calls with ``ts >= since``."""
+
+    @abstractmethod
+    def delete_before(self, ts: float, *, limit: int = 10_000) -> int:
+        """Delete at most ``limit`` rows with ``ts < ts`` (oldest first); return how many went.
+
+        Raises LedgerWriteError (retryable) when the ledger cannot be changed now.
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -145,6 +197,7 @@ class WriterStats:
     dropped: int  # oldest rows discarded because more than max_pending were waiting
     rejected: int  # rows the ledger refused as bad data
     failures: int  # failed write attempts
+    pruned: int = 0  # rows deleted because they were older than the retention period
 
 
 class LedgerWriter:
@@ -156,6 +209,9 @@ class LedgerWriter:
     When it refuses a batch as bad data, the batch is bisected so only the bad rows are dropped.
     ``record()`` after ``close()`` raises RuntimeError: the ledger is closed by then. Rows still
     queued at normal interpreter exit are flushed by an atexit hook.
+
+    With ``retention`` (seconds), rows older than that are deleted every ``retention_check``
+    seconds, in chunks between batches so a large deletion never holds new rows back for long.
     """
 
     def __init__(
@@ -166,14 +222,24 @@ class LedgerWriter:
         batch_size: int = 1000,
         max_pending: int = 100_000,
         max_backoff: float = 30.0,
+        retention: float | None = None,
+        retention_check: float = 3600.0,
+        prune_chunk: int = 10_000,
     ) -> None:
         if flush_interval <= 0 or batch_size <= 0 or max_pending <= 0:
             raise ValueError("flush_interval, batch_size and max_pending must be positive")
+        if (retention is not None and retention <= 0) or retention_check <= 0 or prune_chunk <= 0:
+            raise ValueError("retention, retention_check and prune_chunk must be positive")
         self.ledger = ledger
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
         self.max_backoff = max_backoff
+        self.retention = retention
+        self.retention_check = retention_check
+        self.prune_chunk = prune_chunk
+        self._next_prune = time.monotonic()  # the first check runs after the first interval
+        self._pruned = 0
         # deque.append/popleft are atomic, so record() needs no lock; maxlen evicts the oldest.
         self._queue: deque[LedgerRow] = deque(maxlen=max_pending)
         self._held: list[LedgerRow] = []  # the batch being written or awaiting retry (writer thread only)
@@ -190,6 +256,18 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="keel-ledger-writer", daemon=True)
         self._thread.start()
         atexit.register(self._close_at_exit)
+
+    @classmethod
+    def from_settings(cls, ledger: Ledger, settings: LedgerSettings) -> LedgerWriter:
+        """A writer configured by the ``ledger`` section of keel.yaml."""
+        return cls(
+            ledger,
+            flush_interval=settings.flush_interval,
+            batch_size=settings.batch_size,
+            max_pending=settings.max_pending,
+            retention=settings.retention_seconds,
+            retention_check=settings.retention_check,
+        )
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -215,6 +293,7 @@ class LedgerWriter:
             dropped=self._dropped,
             rejected=self._rejected,
             failures=self._failures,
+            pruned=self._pruned,
         )
 
     def flush(self) -> None:
@@ -276,6 +355,8 @@ class LedgerWriter:
                 if error is not None:
                     log.error("event=ledger_rows_lost rows=%d error=%r", self.stats.pending, str(error))
                 return
+            if error is None:
+                self._prune_if_due()
 
     def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds or until woken; while backing off, only a flush or close cuts it short."""
@@ -337,6 +418,29 @@ class LedgerWriter:
         else:
             gone = {id(r) for r in rows}
             self._held = [r for r in self._held if id(r) not in gone]
+
+    def _prune_if_due(self) -> None:
+        """Delete expired rows in chunks for at most a quarter second; the rest after the next batch."""
+        if self.retention is None or time.monotonic() < self._next_prune:
+            return
+        cutoff = time.time() - self.retention
+        stop_at = time.monotonic() + 0.25
+        deleted = 0
+        try:
+            while True:
+                n = self.ledger.delete_before(cutoff, limit=self.prune_chunk)
+                deleted += n
+                if n < self.prune_chunk:
+                    self._next_prune = time.monotonic() + self.retention_check
+                    break
+                if time.monotonic() > stop_at or len(self._queue) >= self.batch_size:
+                    break  # still due: goes on after the next batch
+        except LedgerWriteError as exc:
+            log.warning("event=ledger_prune_failed error=%r", str(exc))
+            self._next_prune = time.monotonic() + min(self.retention_check, 60.0)
+        self._pruned += deleted
+        if deleted:
+            log.info("event=ledger_pruned rows=%d before=%.0f", deleted, cutoff)
 
     def _report_drops(self) -> None:
         dropped = self._dropped

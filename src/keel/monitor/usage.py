@@ -1,4 +1,8 @@
-"""The usage report behind ``keel usage``: calls, tokens, money and latency per feature, model or key."""
+"""The usage report behind ``keel usage``: calls, tokens, money, savings and latency per feature, model, key.
+
+Latency comes as p50/p95 of the whole call and of each layer (input, context, llm, validation)
+plus time to first token; savings split into what the cache saved and what routing saved.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +28,18 @@ FORMATS: tuple[Format, ...] = ("table", "csv", "json")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+# What each percentile pair is taken over: summary field prefix → ledger column.
+LATENCY_COLUMNS: dict[str, str] = {
+    "latency": "latency_ms",
+    "ttft": "ttft_ms",
+    "input": "t_input_ms",
+    "context": "t_context_ms",
+    "llm": "t_llm_ms",
+    "validation": "t_validation_ms",
+}
+LAYERS: tuple[str, ...] = ("input", "context", "llm", "validation", "ttft")
+Percentiles = tuple[float | None, float | None]  # p50, p95
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,11 +57,56 @@ class UsageSummary:
     cache_hits: int
     latency_p50_ms: float | None
     latency_p95_ms: float | None
+    cache_saved_usd: float = 0.0  # what cached answers would have cost
+    route_saved_usd: float = 0.0  # what routing saved against each call's baseline model (negative: lost)
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    input_p50_ms: float | None = None
+    input_p95_ms: float | None = None
+    context_p50_ms: float | None = None
+    context_p95_ms: float | None = None
+    llm_p50_ms: float | None = None
+    llm_p95_ms: float | None = None
+    validation_p50_ms: float | None = None
+    validation_p95_ms: float | None = None
 
     def to_dict(self, by: GroupBy = "feature") -> dict[str, Any]:
         """The summary as JSON-able data, its group named after the grouping (feature, model or key)."""
         d = asdict(self)
         return {by: d.pop("group"), **d}
+
+    def layer(self, name: str) -> Percentiles:
+        """(p50, p95) in ms of one of LAYERS."""
+        p50: float | None = getattr(self, f"{name}_p50_ms")
+        p95: float | None = getattr(self, f"{name}_p95_ms")
+        return p50, p95
+
+
+def build_summary(
+    group: str | None, totals: Sequence[Any], percentiles: Mapping[str, Percentiles]
+) -> UsageSummary:
+    """A summary from a backend's totals row and its percentiles per LATENCY_COLUMNS key.
+
+    ``totals``: calls, errors, blocked, input tokens, output tokens, cost, cache hits, cache saved,
+    route saved (sums of an empty group may be None).
+    """
+    calls, errors, blocked, tin, tout, cost, hits, cache_saved, route_saved = (v or 0 for v in totals)
+    pct = {f"{name}_p{q}_ms": percentiles.get(name, (None, None))[i] for name in LATENCY_COLUMNS
+           for i, q in enumerate((50, 95))}  # fmt: skip
+    return UsageSummary(
+        group=group,
+        calls=int(calls),
+        errors=int(errors),
+        blocked=int(blocked),
+        input_tokens=int(tin),
+        output_tokens=int(tout),
+        cost_usd=float(cost),
+        saved_usd=float(cache_saved) + float(route_saved),
+        cache_hits=int(hits),
+        cache_saved_usd=float(cache_saved),
+        route_saved_usd=float(route_saved),
+        **pct,
+    )
 
 
 def sort_summaries(summaries: list[UsageSummary]) -> list[UsageSummary]:
@@ -111,7 +172,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("input_tokens", "input tok"),
     ("output_tokens", "output tok"),
     ("cost_usd", "cost $"),
-    ("saved_usd", "saved $"),
+    ("cache_saved_usd", "cache saved $"),
+    ("route_saved_usd", "route saved $"),
     ("latency_p50_ms", "p50 ms"),
     ("latency_p95_ms", "p95 ms"),
 )
@@ -124,15 +186,18 @@ _SUMMED = (
     "output_tokens",
     "cost_usd",
     "saved_usd",
+    "cache_saved_usd",
+    "route_saved_usd",
 )
+_MONEY = frozenset({"cost_usd", "saved_usd", "cache_saved_usd", "route_saved_usd"})
 
 
 def _cell(name: str, value: Any) -> str:
     if value is None:
         return "-"
-    if name in ("cost_usd", "saved_usd"):
+    if name in _MONEY:
         return f"{value:,.6f}"  # a cheap model's call costs millionths of a dollar
-    if name.startswith("latency"):
+    if name.endswith("_ms"):
         return f"{value:,.1f}"
     return f"{value:,}"
 
@@ -157,12 +222,32 @@ def render_table(summaries: Sequence[UsageSummary], *, by: GroupBy, title: str |
     return table
 
 
+def has_layers(summaries: Sequence[UsageSummary]) -> bool:
+    """True when some group recorded a per-layer latency or a time to first token."""
+    return any(v is not None for s in summaries for name in LAYERS for v in s.layer(name))
+
+
+def render_layers(summaries: Sequence[UsageSummary], *, by: GroupBy, title: str | None = None) -> Table:
+    """Where the time went: p50 / p95 ms of each layer and of the time to first token, per group."""
+    table = Table(title=title, title_justify="left")
+    table.add_column(by, no_wrap=True)
+    for name in LAYERS:
+        table.add_column(f"{name} p50 / p95 ms", justify="right", no_wrap=True)
+    for s in summaries:
+        cells = []
+        for name in LAYERS:
+            p50, p95 = s.layer(name)
+            cells.append("-" if p50 is None else f"{_cell('x_ms', p50)} / {_cell('x_ms', p95)}")
+        table.add_row("(none)" if s.group is None else s.group, *cells)
+    return table
+
+
 def _plain(s: UsageSummary, by: GroupBy) -> dict[str, Any]:
     """``s.to_dict`` without float-summation noise (0.15600000000000003 → 0.156) for machine formats."""
     d = s.to_dict(by)
-    for name, digits in (("cost_usd", 10), ("saved_usd", 10), ("latency_p50_ms", 3), ("latency_p95_ms", 3)):
-        if d[name] is not None:
-            d[name] = round(d[name], digits)
+    for name, value in d.items():
+        if isinstance(value, float):
+            d[name] = round(value, 10 if name in _MONEY else 3)
     return d
 
 
