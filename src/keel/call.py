@@ -136,6 +136,7 @@ class Call:
     key_id: str | None = None
     variables: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    traceparent: str | None = field(default=None, repr=False)  # W3C trace context of the caller, if any
     id: str = field(default_factory=new_call_id)
     started_at: float = field(default_factory=time.time)
 

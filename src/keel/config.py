@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from keel.errors import ConfigError
 from keel.llm.providers import provider_class
+from keel.monitor.prices import default_price
 from keel.settings import FeatureConfig, KeyConfig, Limits, ModelConfig, Price, Settings
 
 __all__ = [
@@ -133,6 +134,11 @@ def _split_model(entry: Any, i: int, source: str, lines: dict[tuple[Any, ...], i
             raise ConfigError(_describe(exc, source, lines, cls.Options, prefix=prefix)) from None
         deployments.append({"weight": weight, "options": options})
     common = {k: v for k, v in entry.items() if k in _MODEL_COMMON}
+    if "price" not in common:  # a common hosted model without price: gets the built-in one
+        upstream = getattr(deployments[0]["options"], "model", None) or entry.get("name")
+        builtin = default_price(upstream) if isinstance(upstream, str) else None
+        if builtin is not None:
+            common["price"] = builtin
     return common | {"options": deployments[0]["options"], "deployments": deployments}
 
 

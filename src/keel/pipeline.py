@@ -84,6 +84,7 @@ class Pipeline:
     async def run(self, call: Call) -> Result:
         """Take ``call`` through all five layers and return the answer; KeelError if it was refused."""
         feature = self.feature(call.feature)
+        self.runtime.tracer.start_call(call)
         t0 = perf_counter()
         deadline = monotonic() + feature.config.deadline
         done = False
@@ -107,6 +108,7 @@ class Pipeline:
         """Run up to the model's first chunk, then return the stream of chunks (validated before they go)."""
         feature = self.feature(call.feature)
         call.stream = True
+        self.runtime.tracer.start_call(call)
         t0 = perf_counter()
         deadline = monotonic() + feature.config.deadline
         opened = False
@@ -239,12 +241,18 @@ class Pipeline:
         call.schema = feature.schema
         await self._layer(feature, Layer.LLM, call)
 
-    @staticmethod
-    async def _layer(feature: Feature, layer: Layer, call: Call) -> None:
+    async def _layer(self, feature: Feature, layer: Layer, call: Call) -> None:
         t = perf_counter()
+        tracer = self.runtime.tracer
         try:
-            for stage in feature.stages[layer]:
-                await stage.run(call)
+            if tracer.enabled:  # a span per layer and per stage
+                with tracer.layer(call, layer):
+                    for stage in feature.stages[layer]:
+                        with tracer.stage(call, stage.name):
+                            await stage.run(call)
+            else:
+                for stage in feature.stages[layer]:
+                    await stage.run(call)
         finally:
             call.timings[layer.value] = call.timings.get(layer.value, 0.0) + (perf_counter() - t) * 1000
 
@@ -301,8 +309,18 @@ class Pipeline:
 
     async def _finish(self, call: Call, feature: Feature, t0: float) -> None:
         call.timings["total"] = (perf_counter() - t0) * 1000
-        for stage in feature.stages[Layer.MONITORING]:
-            await stage.run(call)
+        tracer = self.runtime.tracer
+        try:
+            if tracer.enabled:
+                with tracer.layer(call, Layer.MONITORING):
+                    for stage in feature.stages[Layer.MONITORING]:
+                        with tracer.stage(call, stage.name):
+                            await stage.run(call)
+            else:
+                for stage in feature.stages[Layer.MONITORING]:
+                    await stage.run(call)
+        finally:
+            tracer.end_call(call)
 
 
 def _fail(call: Call, exc: KeelError) -> None:

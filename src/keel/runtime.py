@@ -18,6 +18,7 @@ from keel.llm.providers import Provider
 from keel.llm.resilience import build_model, config_leaf, health
 from keel.monitor.ledger import LedgerWriter
 from keel.monitor.metrics import Metrics
+from keel.monitor.monitoring import Monitoring
 from keel.monitor.open import ledger_target, open_ledger
 from keel.settings import ModelConfig, Settings
 from keel.stores import open_state
@@ -57,6 +58,8 @@ class Runtime:
         self.writer: LedgerWriter | None = None
         if ledger and s.ledger.enabled:
             self.writer = LedgerWriter.from_settings(open_ledger(ledger_target(s)), s.ledger)
+        self.monitoring = Monitoring(s, self.metrics, self.writer, self.state)  # tracer, alerts
+        self.tracer = self.monitoring.tracer
         self.features: dict[str, Feature] = {
             fc.name: build_feature(fc, i, self) for i, fc in enumerate(s.features)
         }
@@ -71,6 +74,7 @@ class Runtime:
             await provider.start()
         if self.embedder is not None:
             await self.embedder.start()
+        self.monitoring.start()
 
     async def aclose(self) -> None:
         """Release providers and shared state, then flush the ledger (disk I/O, off the event loop)."""
@@ -79,6 +83,7 @@ class Runtime:
         if self.embedder is not None:
             await self.embedder.aclose()
         await self.state.aclose()
+        await self.monitoring.aclose()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
 

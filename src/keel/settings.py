@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from keel.monitor.settings import LedgerSettings
+from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -354,6 +354,8 @@ class Settings(_Strict):
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     storage: StorageConfig = StorageConfig()
     ledger: LedgerSettings = LedgerSettings()  # keel.monitor.settings
+    tracing: TracingSettings = TracingSettings()  # keel.monitor.settings
+    alerts: AlertSettings = AlertSettings()  # keel.monitor.settings
     server: ServerConfig = ServerConfig()
     prompts_dir: Path = Path("prompts")
     source: str = Field("<default>", exclude=True)  # the file this came from, for messages
