@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import ConfigError
+from keel.errors import ConfigError, KeelError
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.cache import build_cache
@@ -22,6 +22,8 @@ from keel.monitor.cost import CostStage
 from keel.monitor.metrics import MetricsStage
 from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
+from keel.prompts.registry import PromptRef
+from keel.prompts.source import PromptSource
 from keel.prompts.template import check_schema
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Layer, Stage
@@ -44,6 +46,7 @@ class Feature:
     cascade: list[Provider] = field(default_factory=list)  # cheapest first, when the feature cascades
     cascade_models: list[str] = field(default_factory=list)
     router: RoutingProvider | None = None  # a cascade's rules, which pick one model before it
+    prompt_source: PromptSource | None = None  # when the prompt follows registry labels
 
     @property
     def name(self) -> str:
@@ -62,7 +65,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     model = settings.model(fc.model)
     primary = runtime.providers[fc.model]
     provider, cascade, router = _llm_stack(fc, runtime)
-    prompt = _load_prompt(fc, index, settings) if fc.prompt else None
+    prompt, source = _load_prompt(fc, index, runtime) if fc.prompt else (None, None)
     schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
     if fc.output_schema is not None:
         check_schema(fc.output_schema, where=f"{settings.source}: features[{index}].schema")
@@ -74,7 +77,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
             **{k: v.default for k, v in prompt.variables.items() if v.default is not None},
             **fc.variables,
         }
-        stages[Layer.LLM].append(PromptStage(prompt, variables))
+        stages[Layer.LLM].append(PromptStage(source or prompt, variables))
     # Limits and budgets count the rendered prompt, so they come after it.
     rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary)
     budget = BudgetStage.for_feature(fc, settings, runtime.state, primary)
@@ -97,6 +100,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         cascade=cascade,
         cascade_models=list(fc.routing.cascade.models) if fc.routing and fc.routing.cascade else [],
         router=router,
+        prompt_source=source,
     )
 
 
@@ -136,7 +140,43 @@ def _llm_stack(
     return cascade[0], cascade, router if routing.rules else None
 
 
-def _load_prompt(fc: FeatureConfig, index: int, settings: Settings) -> PromptTemplate:
+def _load_prompt(
+    fc: FeatureConfig, index: int, runtime: Runtime
+) -> tuple[PromptTemplate, PromptSource | None]:
+    """The feature's prompt: a file as it is (``support``), or registry labels (``support@production``)."""
+    settings = runtime.settings
+    where = f"{settings.source}: features[{index}]"
+    spec = fc.prompt or ""
+
+    def check(template: PromptTemplate) -> None:
+        template.check_feature_variables(fc.variables, where=f"{where}.variables")
+
+    if "@" not in spec and not fc.prompt_split:
+        template = _prompt_file(fc, index, settings)
+        check(template)
+        return template, None
+    if "@" in spec and fc.prompt_split:
+        raise ConfigError(
+            f"{where}: give either prompt: NAME@LABEL or prompt: NAME with prompt_split, not both"
+        )
+    try:
+        ref = PromptRef.parse(spec)
+    except KeelError as exc:
+        raise ConfigError(f"{where}.prompt: {exc}") from None
+    try:
+        source = PromptSource(
+            runtime.prompt_registry(),
+            ref.name,
+            fc.prompt_split or {ref.ref: 1.0},
+            refresh_seconds=settings.prompts.refresh_seconds,
+            check=check,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.prompt: {exc}") from None
+    return source.first, source
+
+
+def _prompt_file(fc: FeatureConfig, index: int, settings: Settings) -> PromptTemplate:
     name = fc.prompt or ""
     base = settings.resolve(settings.prompts_dir)
     for suffix in (".yaml", ".yml"):

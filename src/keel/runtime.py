@@ -20,6 +20,8 @@ from keel.monitor.ledger import LedgerWriter
 from keel.monitor.metrics import Metrics
 from keel.monitor.monitoring import Monitoring
 from keel.monitor.open import ledger_target, open_ledger
+from keel.prompts.open import settings_registry
+from keel.prompts.registry import PromptRegistry
 from keel.settings import ModelConfig, Settings
 from keel.stores import open_state
 
@@ -60,9 +62,16 @@ class Runtime:
             self.writer = LedgerWriter.from_settings(open_ledger(ledger_target(s)), s.ledger)
         self.monitoring = Monitoring(s, self.metrics, self.writer, self.state)  # tracer, alerts
         self.tracer = self.monitoring.tracer
+        self._prompts: PromptRegistry | None = None  # opened by the first feature that names a label
         self.features: dict[str, Feature] = {
             fc.name: build_feature(fc, i, self) for i, fc in enumerate(s.features)
         }
+
+    def prompt_registry(self) -> PromptRegistry:
+        """The prompt registry (opened, and prompts_dir synced into it, on first use)."""
+        if self._prompts is None:
+            self._prompts = settings_registry(self.settings)
+        return self._prompts
 
     def model_kind(self, name: str) -> str | None:
         """The provider kind of the configured model ``name``."""
@@ -83,6 +92,8 @@ class Runtime:
         if self.embedder is not None:
             await self.embedder.aclose()
         await self.state.aclose()
+        if self._prompts is not None:
+            self._prompts.close()
         await self.monitoring.aclose()
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)

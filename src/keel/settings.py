@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
+from keel.prompts.settings import PromptsSettings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -263,7 +264,8 @@ class FeatureConfig(_Strict):
 
     name: str
     model: str
-    prompt: str | None = None
+    prompt: str | None = None  # NAME (the file as it is), NAME@LABEL or NAME@VERSION (from the registry)
+    prompt_split: dict[str, float] | None = None  # A/B: label → weight, e.g. {production: 90, staging: 10}
     output_schema: dict[str, Any] | None = Field(None, alias="schema")
     description: str = ""
     limits: Limits = Limits()
@@ -358,6 +360,7 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()  # keel.monitor.settings
     server: ServerConfig = ServerConfig()
     prompts_dir: Path = Path("prompts")
+    prompts: PromptsSettings = PromptsSettings()
     source: str = Field("<default>", exclude=True)  # the file this came from, for messages
     base_dir: Path = Field(Path("."), exclude=True)  # relative paths resolve against this
 

@@ -46,6 +46,7 @@ class VariableSpec(BaseModel):
     required: bool = True
     default: Any = None
     description: str = ""
+    from_request: bool = False  # the value comes with each request (``keel.variables``), not the feature
 
 
 class PromptFile(BaseModel):
@@ -74,6 +75,32 @@ class PromptTemplate:
     system: Template | None = field(repr=False)
     user: Template | None = field(repr=False)
     source: str = ""
+    number: int | None = None  # the registry's version number, when served from the registry
+    text: str = field(default="", repr=False)  # the YAML it was parsed from
+
+    @property
+    def served_version(self) -> str:
+        """What the ledger records: the registry number when there is one, else the content hash."""
+        return str(self.number) if self.number is not None else self.version
+
+    def check_feature_variables(self, given: dict[str, Any], *, where: str) -> None:
+        """ConfigError when a feature passes an undeclared variable or leaves a needed one out."""
+        undeclared = sorted(given.keys() - self.variables.keys())
+        if undeclared:
+            raise ConfigError(
+                f"{where}: variables {', '.join(undeclared)} are not declared by prompt "
+                f"{self.name!r} (declared: {', '.join(sorted(self.variables)) or 'none'})"
+            )
+        missing = sorted(
+            n
+            for n, v in self.variables.items()
+            if v.required and v.default is None and not v.from_request and n not in given
+        )
+        if missing:
+            raise ConfigError(
+                f"{where}: prompt {self.name!r} needs variable(s) {', '.join(missing)}; set them under the "
+                f"feature's `variables`, or mark them `from_request: true` in the prompt file"
+            )
 
     def render(self, messages: list[Message], variables: dict[str, Any], *, feature: str) -> list[Message]:
         """The messages to send: the rendered system message first, the last user message wrapped."""
@@ -138,13 +165,18 @@ def _last_user_text(messages: list[Message]) -> str:
 
 def load_prompt(path: Path, *, name: str | None = None) -> PromptTemplate:
     """Load, check and compile a prompt file; every problem is a ConfigError naming the file."""
-    name = name or path.stem
     try:
         raw_text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: prompt file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read prompt file: {exc}") from None
+    return parse_prompt(raw_text, name=name or path.stem, where=str(path))
+
+
+def parse_prompt(raw_text: str, *, name: str, where: str, number: int | None = None) -> PromptTemplate:
+    """Check and compile a prompt's YAML text; ``where`` names it in every ConfigError."""
+    path = where
     try:
         raw = yaml.safe_load(raw_text)
     except yaml.YAMLError as exc:
@@ -168,21 +200,28 @@ def load_prompt(path: Path, *, name: str | None = None) -> PromptTemplate:
     if spec.output_schema is not None:
         check_schema(spec.output_schema, where=f"{path}: schema")
     templates = {part: _compile(path, part, getattr(spec, part), variables) for part in ("system", "user")}
-    canonical = json.dumps(spec.model_dump(by_alias=True, mode="json"), sort_keys=True, separators=(",", ":"))
     return PromptTemplate(
         name=name,
-        version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
+        version=content_hash(spec),
         description=spec.description,
         variables=variables,
         params=dict(spec.params),
         schema=spec.output_schema,
         system=templates["system"],
         user=templates["user"],
-        source=str(path),
+        source=path,
+        number=number,
+        text=raw_text,
     )
 
 
-def _compile(path: Path, part: str, text: str | None, variables: dict[str, VariableSpec]) -> Template | None:
+def content_hash(spec: PromptFile) -> str:
+    """The first 12 hex digits of a SHA-256 of the prompt's parsed content (comments, key order ignored)."""
+    canonical = json.dumps(spec.model_dump(by_alias=True, mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _compile(path: str, part: str, text: str | None, variables: dict[str, VariableSpec]) -> Template | None:
     if text is None:
         return None
     try:

@@ -1,0 +1,150 @@
+"""The prompt registry in a SQLite file (WAL), beside the ledger in keel's state file by default."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from keel.errors import ConfigError
+from keel.prompts.registry import FIRST_LABEL, LabelEvent, PromptRegistry, PromptVersion
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _m001(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would commit the migration's transaction half-way.
+    script = """
+        CREATE TABLE prompt_versions (
+            name TEXT NOT NULL, number INTEGER NOT NULL, hash TEXT NOT NULL, text TEXT NOT NULL,
+            created_at REAL NOT NULL, note TEXT NOT NULL DEFAULT '', PRIMARY KEY (name, number));
+        CREATE TABLE prompt_labels (
+            name TEXT NOT NULL, label TEXT NOT NULL, number INTEGER NOT NULL, PRIMARY KEY (name, label));
+        CREATE TABLE prompt_label_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, label TEXT NOT NULL,
+            number INTEGER NOT NULL, previous INTEGER, at REAL NOT NULL, actor TEXT NOT NULL DEFAULT '');
+        """
+    for statement in filter(str.strip, script.split(";")):
+        db.execute(statement)
+
+
+MIGRATIONS: list[Migration] = [_m001]
+
+
+class SQLitePromptRegistry(PromptRegistry):
+    """Versions and labels in three tables of a SQLite file; numbered migrations in ``_prompt_migrations``."""
+
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"{path}: cannot open the prompt registry: {exc}") from None
+        self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS _prompt_migrations (number INTEGER PRIMARY KEY)")
+            done = {r[0] for r in db.execute("SELECT number FROM _prompt_migrations")}
+            for i, migration in enumerate(MIGRATIONS, start=1):
+                if i not in done:
+                    migration(db)
+                    db.execute("INSERT INTO _prompt_migrations VALUES (?)", (i,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _add_version(self, name: str, text: str, hash_: str, note: str) -> PromptVersion:
+        now = time.time()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # the write lock first: two writers cannot take one number
+            try:
+                row = db.execute("SELECT max(number) FROM prompt_versions WHERE name = ?", (name,)).fetchone()
+                number = (row[0] or 0) + 1
+                db.execute(
+                    "INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, number, hash_, text, now, note),
+                )
+                if number == 1:
+                    self._label(db, name, FIRST_LABEL, 1, now, "first version")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return PromptVersion(name, number, hash_, text, now, note)
+
+    @staticmethod
+    def _label(
+        db: sqlite3.Connection, name: str, label: str, number: int, at: float, actor: str
+    ) -> LabelEvent:
+        row = db.execute(
+            "SELECT number FROM prompt_labels WHERE name = ? AND label = ?", (name, label)
+        ).fetchone()
+        previous = row[0] if row else None
+        db.execute("INSERT OR REPLACE INTO prompt_labels VALUES (?, ?, ?)", (name, label, number))
+        db.execute(
+            "INSERT INTO prompt_label_events (name, label, number, previous, at, actor) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, label, number, previous, at, actor),
+        )
+        return LabelEvent(name, label, number, previous, at, actor)
+
+    def _move_label(self, name: str, label: str, number: int, actor: str) -> LabelEvent:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                event = self._label(db, name, label, number, time.time(), actor)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return event
+
+    def versions(self, name: str) -> list[PromptVersion]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, number, hash, text, created_at, note FROM prompt_versions WHERE name = ? "
+                "ORDER BY number",
+                (name,),
+            ).fetchall()
+        return [PromptVersion(*r) for r in rows]
+
+    def names(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT name FROM prompt_versions ORDER BY name").fetchall()
+        return [r[0] for r in rows]
+
+    def labels(self, name: str) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT label, number FROM prompt_labels WHERE name = ?", (name,)
+            ).fetchall()
+        return dict(rows)
+
+    def history(self, name: str) -> list[LabelEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, label, number, previous, at, actor FROM prompt_label_events WHERE name = ? "
+                "ORDER BY id",
+                (name,),
+            ).fetchall()
+        return [LabelEvent(*r) for r in rows]
+
+    def revision(self) -> int:
+        with self._lock:
+            a = self._db.execute("SELECT coalesce(max(id), 0) FROM prompt_label_events").fetchone()[0]
+            b = self._db.execute("SELECT count(*) FROM prompt_versions").fetchone()[0]
+        return int(a) * 1_000_000 + int(b)
+
+    def close(self) -> None:
+        self._db.close()
