@@ -11,6 +11,7 @@ import uvicorn
 
 from keel.cli.common import ConfigOption, settings_from
 from keel.errors import ConfigError
+from keel.monitor.open import describe, ledger_target
 from keel.pipeline import Pipeline
 from keel.server import create_app
 
@@ -36,7 +37,7 @@ def serve(
     features = ", ".join(pipeline.features)
     print(
         f"keel: serving {features} on http://{host}:{bound}/v1 "
-        f"(config: {settings.source}; ledger: {settings.db_path})",
+        f"(config: {settings.source}; ledger: {describe(ledger_target(settings))})",
         file=sys.stderr,
         flush=True,
     )
