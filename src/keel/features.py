@@ -79,8 +79,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         }
         stages[Layer.LLM].append(PromptStage(source or prompt, variables))
     # Limits and budgets count the rendered prompt, so they come after it.
-    rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary)
-    budget = BudgetStage.for_feature(fc, settings, runtime.state, primary)
+    rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
+    budget = BudgetStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     stages[Layer.LLM] += [st for st in (rate, budget) if st is not None]
     if schema is not None:
         stages[Layer.VALIDATION].append(SchemaStage(schema))

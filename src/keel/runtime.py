@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from keel.config import load_config
 from keel.context.embed import Embedder, build_embedder
 from keel.features import Feature, build_feature
+from keel.keystore import KeyDirectory, key_directory
 from keel.llm.cache import needs_embedder
 from keel.llm.providers import Provider
 from keel.llm.resilience import build_model, config_leaf, health
@@ -57,6 +58,9 @@ class Runtime:
         }
         self._kinds = {m.name: m.provider for m in s.models}
         self.metrics = Metrics()
+        # Every API key (keel.yaml's and the key store's), reloaded while serving: the gateway
+        # authenticates with it, and the limit stages read a key's limits from it.
+        self.keys: KeyDirectory = key_directory(s)
         self.writer: LedgerWriter | None = None
         if ledger and s.ledger.enabled:
             self.writer = LedgerWriter.from_settings(open_ledger(ledger_target(s)), s.ledger)
@@ -83,10 +87,12 @@ class Runtime:
             await provider.start()
         if self.embedder is not None:
             await self.embedder.start()
+        await self.keys.start()
         self.monitoring.start()
 
     async def aclose(self) -> None:
         """Release providers and shared state, then flush the ledger (disk I/O, off the event loop)."""
+        await self.keys.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         if self.embedder is not None:

@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NoReturn
+from typing import Generic, Literal, NoReturn, TypeVar
 
 from keel.call import Action, Call, Message, Verdict
 from keel.errors import BudgetExceeded, KeelError, RateLimited
+from keel.keystore.directory import KeyLookup
 from keel.llm.providers import Provider
-from keel.settings import Budget, FeatureConfig, Price, RateLimit, Settings
+from keel.settings import Budget, FeatureConfig, KeyConfig, Price, RateLimit, Settings
 from keel.stage import Layer, Stage
 from keel.stores.base import BudgetDecision, Budgets, Counters, StateBackend
 
@@ -62,6 +63,51 @@ def _keys_of(settings: Settings, feature: str) -> list[tuple[str, RateLimit | No
     return [
         (k.name, k.rate_limit, k.budget) for k in settings.keys if k.features is None or feature in k.features
     ]
+
+
+T = TypeVar("T")
+
+
+class _PerKey(Generic[T]):
+    """The limits a call's key brings: the feature's own plus the key's.
+
+    With ``keys`` (a live lookup, e.g. ``KeyDirectory.by_name``) a key's limits are read when its
+    calls come, so keys created after start-up are limited too; they are cached per key object,
+    and a reloaded key with other limits is a new object. Without it, ``static`` was computed
+    from keel.yaml at load.
+    """
+
+    __slots__ = ("_cache", "feature", "keys", "own", "static")
+
+    def __init__(
+        self,
+        feature: tuple[T, ...],
+        own: Callable[[KeyConfig], tuple[T, ...]],
+        *,
+        keys: KeyLookup | None = None,
+        static: Mapping[str, tuple[T, ...]] | None = None,
+    ) -> None:
+        self.feature = feature
+        self.own = own
+        self.keys = keys
+        self.static = static or {}
+        self._cache: dict[str, tuple[KeyConfig, tuple[T, ...]]] = {}
+
+    def get(self, key_id: str | None) -> tuple[T, ...]:
+        """Every limit that applies to a call made with ``key_id``."""
+        if key_id is None:
+            return self.feature
+        if self.keys is None:
+            return self.static.get(key_id, self.feature)
+        key = self.keys(key_id)
+        if key is None:
+            return self.feature
+        hit = self._cache.get(key_id)
+        if hit is not None and hit[0] is key:
+            return hit[1]
+        limits = self.feature + self.own(key)
+        self._cache[key_id] = (key, limits)
+        return limits
 
 
 # -- rate limits ----------------------------------------------------------------------------------
@@ -113,37 +159,51 @@ class RateLimitStage(Stage):
         *,
         feature: str,
         limit: RateLimit | None,
-        key_limits: Mapping[str, RateLimit],
+        key_limits: Mapping[str, RateLimit] | None = None,
+        keys: KeyLookup | None = None,
         count_messages: CountMessages,
         default_max_output: int = DEFAULT_MAX_OUTPUT_TOKENS,
     ) -> None:
         self.counters = counters
         self.count_messages = count_messages
         self.default_max_output = default_max_output
-        self._feature = _limits("feature", feature, f"feature {feature!r}", limit)
-        self._keys = {
-            key: self._feature + _limits("key", key, f"API key {key!r}", rl) for key, rl in key_limits.items()
-        }
+        own = _limits("feature", feature, f"feature {feature!r}", limit)
+        self._limits = _PerKey(
+            own,
+            lambda k: _limits("key", k.name, f"API key {k.name!r}", k.rate_limit),
+            keys=keys,
+            static={
+                key: own + _limits("key", key, f"API key {key!r}", rl)
+                for key, rl in (key_limits or {}).items()
+            },
+        )
 
     @classmethod
     def for_feature(
-        cls, fc: FeatureConfig, settings: Settings, state: StateBackend, provider: Provider
+        cls,
+        fc: FeatureConfig,
+        settings: Settings,
+        state: StateBackend,
+        provider: Provider,
+        keys: KeyLookup | None = None,
     ) -> RateLimitStage | None:
-        """The stage for feature ``fc``, or None when neither it nor any key that may use it is limited."""
-        keys = {name: rl for name, rl, _ in _keys_of(settings, fc.name) if rl is not None}
-        if fc.rate_limit is None and not keys:
+        """The stage for feature ``fc``; None when neither it nor a keel.yaml key is limited and
+        there is no live ``keys`` lookup (through which a key made later may bring limits)."""
+        static = {name: rl for name, rl, _ in _keys_of(settings, fc.name) if rl is not None}
+        if fc.rate_limit is None and not static and keys is None:
             return None
         return cls(
             state.counters,
             feature=fc.name,
             limit=fc.rate_limit,
-            key_limits=keys,
+            key_limits=static,
+            keys=keys,
             count_messages=provider.count_messages,
         )
 
     async def run(self, call: Call) -> None:
         """Count the call against its limits; RateLimited when one is reached."""
-        limits = self._keys.get(call.key_id, self._feature) if call.key_id is not None else self._feature
+        limits = self._limits.get(call.key_id)
         if not limits:
             return
         tokens = 0
@@ -270,7 +330,8 @@ class BudgetStage(Stage):
         *,
         feature: str,
         budget: Budget | None,
-        key_budgets: Mapping[str, Budget],
+        key_budgets: Mapping[str, Budget] | None = None,
+        keys: KeyLookup | None = None,
         price: Price,
         count_messages: CountMessages,
         answers: int = 1,
@@ -283,26 +344,39 @@ class BudgetStage(Stage):
         self.count_messages = count_messages
         self.default_max_output = default_max_output
         self.clock = clock
-        self._feature = _budgets("feature", feature, f"feature {feature!r}", budget)
-        self._keys = {
-            key: self._feature + _budgets("key", key, f"API key {key!r}", b) for key, b in key_budgets.items()
-        }
+        own = _budgets("feature", feature, f"feature {feature!r}", budget)
+        self._budgets = _PerKey(
+            own,
+            lambda k: _budgets("key", k.name, f"API key {k.name!r}", k.budget),
+            keys=keys,
+            static={
+                key: own + _budgets("key", key, f"API key {key!r}", b)
+                for key, b in (key_budgets or {}).items()
+            },
+        )
         self._ends: dict[Period, float] = {"day": 0.0, "month": 0.0}
 
     @classmethod
     def for_feature(
-        cls, fc: FeatureConfig, settings: Settings, state: StateBackend, provider: Provider
+        cls,
+        fc: FeatureConfig,
+        settings: Settings,
+        state: StateBackend,
+        provider: Provider,
+        keys: KeyLookup | None = None,
     ) -> BudgetStage | None:
-        """The stage for feature ``fc``, or None when neither it nor any key that may use it has a budget."""
-        keys = {name: b for name, _, b in _keys_of(settings, fc.name) if b is not None}
-        if fc.budget is None and not keys:
+        """The stage for feature ``fc``; None when neither it nor a keel.yaml key has a budget and
+        there is no live ``keys`` lookup (through which a key made later may bring one)."""
+        static = {name: b for name, _, b in _keys_of(settings, fc.name) if b is not None}
+        if fc.budget is None and not static and keys is None:
             return None
         cascade = fc.routing.cascade if fc.routing is not None else None
         return cls(
             state.budgets,
             feature=fc.name,
             budget=fc.budget,
-            key_budgets=keys,
+            key_budgets=static,
+            keys=keys,
             price=price_ceiling([settings.model(m).price for m in fc.models_used()]),
             count_messages=provider.count_messages,
             answers=len(cascade.models) if cascade is not None else 1,
@@ -323,7 +397,7 @@ class BudgetStage(Stage):
 
     async def run(self, call: Call) -> None:
         """Reserve the estimate against every budget that applies; BudgetExceeded when one is short."""
-        budgets = self._keys.get(call.key_id, self._feature) if call.key_id is not None else self._feature
+        budgets = self._budgets.get(call.key_id)
         if not budgets:
             return
         amount = self.estimate(call)

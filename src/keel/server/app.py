@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     if pipeline is None:
         pipeline = Pipeline(settings if settings is not None else load_config())
     s = pipeline.settings
-    keyring = KeyRing(s.keys)
+    keyring = KeyRing(pipeline.runtime.keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -106,17 +106,18 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     @app.get("/v1/models", summary="List the features this key may use (as OpenAI models)")
     async def list_models(request: Request) -> Response:
         try:
-            key = keyring.authenticate(request.headers.get("authorization"))
+            key = await keyring.authenticate(request.headers.get("authorization"))
         except KeelError as exc:
             return error_response(exc)
-        data = [_model(n) for n in pipeline.features if keyring.may_use(key, n)]
+        data = [_model(n) for n, f in pipeline.features.items() if keyring.may_use(key, f.config)]
         return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
     @app.get("/v1/models/{model_id}", summary="Describe one feature")
     async def get_model(model_id: str, request: Request) -> Response:
         try:
-            key = keyring.authenticate(request.headers.get("authorization"))
-            if model_id not in pipeline.features or not keyring.may_use(key, model_id):
+            key = await keyring.authenticate(request.headers.get("authorization"))
+            feature = pipeline.features.get(model_id)
+            if feature is None or not keyring.may_use(key, feature.config):
                 raise UnknownFeature(f"unknown feature {model_id!r}", param="model")
         except KeelError as exc:
             return error_response(exc)
@@ -125,8 +126,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     @app.get("/metrics", summary="Prometheus metrics (an admin key is needed when keys are configured)")
     async def metrics(request: Request) -> Response:
         try:
-            key = keyring.authenticate(request.headers.get("authorization"))
-            keyring.check_admin(key)
+            await keyring.require_admin(request.headers.get("authorization"))
         except KeelError as exc:
             return error_response(exc)
         runtime = pipeline.runtime

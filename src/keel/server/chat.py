@@ -33,7 +33,7 @@ class ChatEndpoint:
         """Answer one chat-completions request; every refusal is OpenAI error JSON with a 4xx status."""
         call: Call | None = None
         try:
-            key = self.keyring.authenticate(request.headers.get("authorization"))
+            key = await self.keyring.authenticate(request.headers.get("authorization"))
             body = parse_chat_request(await read_body(request, self.max_body_bytes))
             call = self._make_call(request, body, key)
             if call.stream:
@@ -52,7 +52,7 @@ class ChatEndpoint:
         name = request.headers.get(FEATURE_HEADER) or body.pop("model", None) or None
         body.pop("model", None)
         feature = self.pipeline.feature(name)
-        self.keyring.check_feature(key, feature.name)
+        self.keyring.check_feature(key, feature.config)
         options = body.pop("keel", None) or {}
         return Call(
             feature=feature.name,
