@@ -1,0 +1,103 @@
+"""The SQLite index's schema (migrations recorded in ``_migrations``, names prefixed ``index.``)
+and the SQL it builds from a question and from metadata filters.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from keel.context.settings import Filters
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@_migration
+def m001_create_index(db: sqlite3.Connection) -> None:
+    """Collections, documents and chunks (with their vectors); keyword tables are made per collection."""
+    db.execute(
+        """CREATE TABLE collections (
+            id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, model TEXT NOT NULL, dim INTEGER NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL)"""
+    )
+    db.execute(
+        """CREATE TABLE documents (
+            collection_id INTEGER NOT NULL, source TEXT NOT NULL, hash TEXT NOT NULL,
+            fingerprint TEXT NOT NULL, title TEXT NOT NULL, chunks INTEGER NOT NULL,
+            metadata TEXT NOT NULL, ingested_at REAL NOT NULL,
+            PRIMARY KEY (collection_id, source)) WITHOUT ROWID"""
+    )
+    db.execute(
+        """CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY, collection_id INTEGER NOT NULL, source TEXT NOT NULL,
+            ordinal INTEGER NOT NULL, title TEXT NOT NULL, headings TEXT NOT NULL, text TEXT NOT NULL,
+            hash TEXT NOT NULL, metadata TEXT NOT NULL, vector BLOB NOT NULL)"""
+    )
+    db.execute("CREATE INDEX chunks_source ON chunks (collection_id, source)")
+    db.execute("CREATE INDEX chunks_hash ON chunks (collection_id, hash)")
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+_MAX_TERMS = 64
+
+
+def fts_query(text: str) -> str:
+    """A free-text question as an FTS5 query: each distinct word quoted, any of them matching."""
+    terms = list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))[:_MAX_TERMS]
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+def marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" * len(items))
+
+
+def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
+    """SQL conditions on chunk ``c`` equal to ``index.matches`` (booleans match only booleans)."""
+    if not filters:
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, want in filters.items():
+        options = want if isinstance(want, list) else [want]
+        if key == "source":
+            clauses.append(f"c.source IN ({marks(options)})")
+            params += options
+            continue
+        path = f'$."{key}"'
+        parts = []
+        for o in options:
+            if isinstance(o, bool):
+                parts.append("json_type(c.metadata, ?) = ?")
+                params += [path, "true" if o else "false"]
+            else:
+                parts.append(
+                    "(json_type(c.metadata, ?) NOT IN ('true', 'false') AND json_extract(c.metadata, ?) = ?)"
+                )
+                params += [path, path, o]
+        clauses.append(f"({' OR '.join(parts)})")
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Apply the migrations not yet recorded, each in its own transaction with its record."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for fn in MIGRATIONS:
+        name = f"index.{fn.__name__}"
+        db.execute("BEGIN IMMEDIATE")  # re-checked under the lock: two processes may start together
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                fn(db)
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
