@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             return error_response(exc)
         runtime = pipeline.runtime
         runtime.metrics.set_circuits(await runtime.health())
+        await runtime.metrics.refresh()  # budgets left, ledger writer, alert levels
         return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/healthz", summary="Liveness, and each model's circuit state per deployment")

@@ -62,6 +62,7 @@ class ChatEndpoint:
             key_id=key.name if key else None,
             variables=options.get("variables") or {},
             metadata=options.get("metadata") or {},
+            traceparent=request.headers.get("traceparent"),  # the caller's trace, continued by ours
         )
 
 
