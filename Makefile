@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest setup setup-dev clean
+.PHONY: run test lint typecheck pytest setup setup-dev chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,17 @@ $(VENV)/.dev-deps: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local,embeddings,dev]'
 	touch $(VENV)/.run-deps $@
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright; no browser is downloaded.
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { echo "make: $(CHROMIUM) is missing: installing Debian's chromium package"; \
+	  apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }
+	@test -x $(CHROMIUM) || { echo "make: error: $(CHROMIUM) is missing and could not be installed" \
+	  "(run 'apt-get install -y chromium' as root); the dashboard tests need it" >&2; exit 1; }
+
 setup: $(VENV)/.run-deps
-setup-dev: $(VENV)/.dev-deps
+setup-dev: $(VENV)/.dev-deps chromium
 
 run: setup
 	$(BIN)/keel serve

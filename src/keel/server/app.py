@@ -18,6 +18,7 @@ from keel.errors import KeelError, UnknownFeature
 from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.chat import ChatEndpoint
+from keel.server.dashboard import mount_dashboard
 from keel.server.errors import error_response, install_error_handlers, internal_error
 from keel.server.protocol import request_schema
 
@@ -145,6 +146,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             "models": models,
         }
         return Response(orjson.dumps(body), media_type="application/json")
+
+    mount_dashboard(app, pipeline, keyring.require_admin)
 
     default_openapi = app.openapi
 
