@@ -147,6 +147,17 @@ def wait_for_calls(gw: Gateway, n: int) -> dict[str, Any]:
         time.sleep(0.05)
 
 
+def wait_for_alert(gw: Gateway, rule: str, feature: str, level: str) -> None:
+    """Until the alert monitor (evaluating every 0.2 s on its own thread) puts ``rule`` at ``level``."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        alerts = admin_get(gw, "/dashboard/api/overview?range=1h").json()["alerts"]
+        if any((a["rule"], a["feature"], a["level"]) == (rule, feature, level) for a in alerts):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"alert {rule} for {feature} did not reach {level}: {alerts}")
+
+
 @dataclass
 class DashboardGateway:
     """The running gateway and the traffic sent through it."""
@@ -228,4 +239,5 @@ def start(tmp: Path, *, history: bool = False) -> Iterator[DashboardGateway]:
         with Gateway(tmp / "keel.yaml") as gw:
             traffic = send_traffic(gw)
             wait_for_calls(gw, traffic.total)
+            wait_for_alert(gw, "upstream-failing", "flaky", "alert")
             yield DashboardGateway(gw, traffic, seeded)

@@ -107,6 +107,7 @@ def test_dashboard_draws_the_calls_and_filters_change_the_charts(
     assert page.locator("svg[data-chart=verdicts] rect.bar").count() >= 1
     assert {s.split()[0] for s in series_of(page, "errors")} == {"413", "502"}
     assert page.locator('[data-budget="feature:support:day"] .spent').count() == 1
+    assert page.locator('[data-alert="upstream-failing:flaky"]').get_attribute("data-level") == "alert"
     assert page.locator("#calls tbody tr").count() == dash.traffic.total
     assert page.locator("#calls .pill.blocked").count() == 1
 
@@ -133,6 +134,8 @@ def test_dashboard_draws_the_calls_and_filters_change_the_charts(
     assert series_of(page, "tokens") == {"extract"}
     assert series_of(page, "errors") == set()
     assert series_of(page, "routes") == {"small"}
+    assert page.locator('[data-budget="feature:support:day"]').count() == 0  # another feature's
+    assert page.locator('[data-budget="key:batch:month"]').count() == 1
     assert "feature=extract" in page.url and "range=24h" in page.url
     assert page.locator("#calls tbody tr").count() == 25  # the newest 25
     assert set(page.locator("#calls tbody tr td:nth-child(2)").all_inner_texts()) == {"extract"}

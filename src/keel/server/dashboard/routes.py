@@ -160,9 +160,11 @@ def mount_dashboard(app: FastAPI, pipeline: Pipeline, authorize: Authorize) -> N
             data.update(await asyncio.to_thread(q.overview, f))
         runtime = pipeline.runtime
         seen = [runtime.keys.by_name(name) for name in data.get("options", {}).get("keys", [])]
-        data["budgets"] = await budget_status(
+        budgets = await budget_status(
             pipeline.settings, runtime.state.budgets, keys=[k for k in seen if k is not None]
         )
+        wanted = {"feature": f.feature, "key": f.key}  # a filter shows its own budgets only
+        data["budgets"] = [b for b in budgets if wanted[b["scope"]] in (None, b["name"])]
         data["alerts"] = alert_status(pipeline, f.feature)
         return _json(data)
 

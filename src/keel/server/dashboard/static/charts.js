@@ -220,18 +220,19 @@ function donut(container, { slices, center, sub, name, format }) {
   container.replaceChildren();
   const wrap = html("div", { class: "donut-wrap" }, container);
   const svg = el("svg", { viewBox: "0 0 150 150", height: 150, role: "img", "data-chart": name }, wrap);
-  const R = 70, r = 46, cx = 75, cy = 75;
-  let a0 = -Math.PI / 2;
+  // Each slice is a dashed stroke on one circle: a single slice of 100% is still a ring.
+  const cx = 75, cy = 75, mid = 58, thick = 24;
+  const circ = 2 * Math.PI * mid;
+  let start = 0;
   for (const s of slices) {
     if (s.value <= 0) continue;
     const frac = s.value / total;
-    const a1 = a0 + frac * Math.PI * 2 - (frac >= 1 ? 1e-4 : 0);
-    const large = a1 - a0 > Math.PI ? 1 : 0;
-    const p = (rad, ang) => `${(cx + rad * Math.cos(ang)).toFixed(2)},${(cy + rad * Math.sin(ang)).toFixed(2)}`;
-    const d = `M${p(R, a0)}A${R},${R} 0 ${large} 1 ${p(R, a1)}L${p(r, a1)}A${r},${r} 0 ${large} 0 ${p(r, a0)}Z`;
-    const path = el("path", { d, fill: s.color, class: "slice", "data-series": s.label, "data-value": s.value }, svg);
-    tip(path, `${s.label}: ${format(s.value)} (${fmt.pct(frac)})`);
-    a0 = a1;
+    const ring = el("circle", { cx, cy, r: mid, fill: "none", stroke: s.color, "stroke-width": thick,
+      "stroke-dasharray": `${(frac * circ).toFixed(2)} ${circ.toFixed(2)}`,
+      "stroke-dashoffset": (-start * circ).toFixed(2), transform: `rotate(-90 ${cx} ${cy})`,
+      class: "slice", "data-series": s.label, "data-value": s.value }, svg);
+    tip(ring, `${s.label}: ${format(s.value)} (${fmt.pct(frac)})`);
+    start += frac;
   }
   el("text", { x: cx, y: cy + 2, "text-anchor": "middle", class: "strong center" }, svg, center);
   if (sub) el("text", { x: cx, y: cy + 18, "text-anchor": "middle" }, svg, sub);

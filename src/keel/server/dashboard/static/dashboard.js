@@ -330,7 +330,8 @@
     if (!alerts.length) return C.empty(box, "No alert rules configured (alerts.rules in keel.yaml)");
     const list = html("ul", { class: "alerts" }, box);
     for (const a of alerts) {
-      const li = html("li", { class: "alert " + a.level, "data-alert": `${a.rule}:${a.feature}` }, list);
+      const li = html("li", { class: "alert-row lvl-" + a.level, "data-alert": `${a.rule}:${a.feature}`,
+        "data-level": a.level }, list);
       html("span", { class: "level" }, li, a.level);
       const text = html("div", { class: "what" }, li);
       html("b", {}, text, a.rule);
