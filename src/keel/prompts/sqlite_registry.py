@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from keel.errors import ConfigError
@@ -33,41 +34,53 @@ def _m001(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Migration] = [_m001]
 
 
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taking SQLite's write lock at the start (BEGIN IMMEDIATE)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    with immediate(db):  # the write lock first: concurrent writers take turns
+        db.execute("CREATE TABLE IF NOT EXISTS _prompt_migrations (number INTEGER PRIMARY KEY)")
+        done = {r[0] for r in db.execute("SELECT number FROM _prompt_migrations")}
+        for i, migration in enumerate(MIGRATIONS, start=1):
+            if i not in done:
+                migration(db)
+                db.execute("INSERT INTO _prompt_migrations VALUES (?)", (i,))
+
+
+def open_sqlite(path: Path, what: str, setup: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+    """An autocommit WAL connection to ``path`` with ``setup`` run on it; ConfigError names ``what``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        setup(db)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"{path}: cannot open the {what}: {exc}") from None
+    return db
+
+
 class SQLitePromptRegistry(PromptRegistry):
     """Versions and labels in three tables of a SQLite file; numbered migrations in ``_prompt_migrations``."""
 
     def __init__(self, path: Path) -> None:
         self.where = str(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"{path}: cannot open the prompt registry: {exc}") from None
+        self._db = open_sqlite(path, "prompt registry", _migrate)
         self._lock = threading.Lock()
-
-    def _migrate(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("CREATE TABLE IF NOT EXISTS _prompt_migrations (number INTEGER PRIMARY KEY)")
-            done = {r[0] for r in db.execute("SELECT number FROM _prompt_migrations")}
-            for i, migration in enumerate(MIGRATIONS, start=1):
-                if i not in done:
-                    migration(db)
-                    db.execute("INSERT INTO _prompt_migrations VALUES (?)", (i,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _add_version(self, name: str, text: str, hash_: str, note: str) -> PromptVersion:
         now = time.time()
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")  # the write lock first: two writers cannot take one number
-            try:
+            with immediate(db):  # the write lock first: concurrent writers take turns
                 row = db.execute("SELECT max(number) FROM prompt_versions WHERE name = ?", (name,)).fetchone()
                 number = (row[0] or 0) + 1
                 db.execute(
@@ -76,10 +89,6 @@ class SQLitePromptRegistry(PromptRegistry):
                 )
                 if number == 1:
                     self._label(db, name, FIRST_LABEL, 1, now, "first version")
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return PromptVersion(name, number, hash_, text, now, note)
 
     @staticmethod
@@ -101,13 +110,8 @@ class SQLitePromptRegistry(PromptRegistry):
     def _move_label(self, name: str, label: str, number: int, actor: str) -> LabelEvent:
         with self._lock:
             db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(db):  # the write lock first: concurrent writers take turns
                 event = self._label(db, name, label, number, time.time(), actor)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return event
 
     def versions(self, name: str) -> list[PromptVersion]:
