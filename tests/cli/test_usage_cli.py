@@ -206,3 +206,33 @@ def test_keel_usage_with_a_bad_since_prints_one_line_and_fails(keel: Path) -> No
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("keel: error: --since 'yesterday': expected a duration")
+
+
+@pytest.mark.unit
+def test_usage_shows_latency_per_layer_and_what_cache_and_routing_saved(config: Path) -> None:
+    now = time.time()
+    with SQLiteLedger(config.parent / "ledger.db") as ledger:
+        ledger.write(
+            [
+                LedgerRow(
+                    id=f"r{i}", ts=now - 60, feature="support", model="local", latency_ms=100.0 + i,
+                    t_input_ms=1.0 + i, t_llm_ms=90.0 + i, t_validation_ms=0.5, ttft_ms=20.0 + i,
+                    cost_usd=0.001, saved_usd=0.0004,  # routed to a cheaper model than the baseline
+                )
+                for i in range(11)
+            ]
+            + [LedgerRow(id="hit", ts=now - 30, feature="support", cache="exact", saved_usd=0.002)]
+        )  # fmt: skip
+    code, out, exc = invoke("--config", str(config), "--format", "json")
+    assert (code, exc) == (0, None)
+    (support,) = json.loads(out)["groups"]
+    assert support["cache_saved_usd"] == pytest.approx(0.002)
+    assert support["route_saved_usd"] == pytest.approx(0.0044)
+    assert (support["llm_p50_ms"], support["llm_p95_ms"]) == (pytest.approx(95.0), pytest.approx(99.5))
+    assert support["input_p50_ms"] == pytest.approx(6.0)
+    assert support["context_p50_ms"] is None
+    code, out, exc = invoke("--config", str(config))
+    assert (code, exc) == (0, None)
+    assert "latency per layer" in out
+    layers = out[out.index("latency per layer") :]
+    assert "95.0" in layers and "99.5" in layers

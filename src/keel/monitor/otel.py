@@ -97,11 +97,11 @@ class OTelTracer(Tracer):
 
     def layer(self, call: Call, layer: Layer) -> AbstractContextManager[None]:
         """A span around one layer of the call."""
-        return self._layer(call, layer)
+        return self._span(call, layer.value, is_layer=True)
 
     def stage(self, call: Call, name: str) -> AbstractContextManager[None]:
         """A span around one stage (a child of the open layer's span, else of the call's)."""
-        return self._stage(call, name)
+        return self._span(call, name, is_layer=False)
 
     def end_call(self, call: Call) -> None:
         """Describe the finished call on its span and end it."""
@@ -135,13 +135,17 @@ class OTelTracer(Tracer):
     # -- spans ----------------------------------------------------------------------------------
 
     @contextmanager
-    def _layer(self, call: Call, layer: Layer) -> Iterator[None]:
+    def _span(self, call: Call, name: str, *, is_layer: bool) -> Iterator[None]:
+        """``keel.<name>``: a layer's span is the call's child and parent of its stages' spans."""
         opened = self._open.get(call.id)
         if opened is None:
             yield
             return
-        span = self._tracer.start_span(f"keel.{layer.value}", context=opened.context)
-        outer, opened.layer = opened.layer, trace.set_span_in_context(span)
+        parent = opened.context if is_layer else (opened.layer or opened.context)
+        span = self._tracer.start_span(f"keel.{name}", context=parent)
+        outer = opened.layer
+        if is_layer:
+            opened.layer = trace.set_span_in_context(span)
         try:
             yield
         except BaseException as exc:
@@ -149,21 +153,6 @@ class OTelTracer(Tracer):
             raise
         finally:
             opened.layer = outer
-            span.end()
-
-    @contextmanager
-    def _stage(self, call: Call, name: str) -> Iterator[None]:
-        opened = self._open.get(call.id)
-        if opened is None:
-            yield
-            return
-        span = self._tracer.start_span(f"keel.{name}", context=opened.layer or opened.context)
-        try:
-            yield
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
             span.end()
 
 
