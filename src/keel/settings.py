@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from keel.context.settings import IndexConfig
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 from keel.prompts.settings import PromptsSettings
 
@@ -359,6 +360,7 @@ class Settings(_Strict):
     tracing: TracingSettings = TracingSettings()  # keel.monitor.settings
     alerts: AlertSettings = AlertSettings()  # keel.monitor.settings
     server: ServerConfig = ServerConfig()
+    index: IndexConfig = IndexConfig()  # keel.context.settings: where retrieved documents live
     prompts_dir: Path = Path("prompts")
     prompts: PromptsSettings = PromptsSettings()
     source: str = Field("<default>", exclude=True)  # the file this came from, for messages
