@@ -120,11 +120,19 @@ def choose_tool(tools: list[Any], tool_choice: Any) -> dict[str, Any] | None:
 
 
 def embedding(text: str, dim: int) -> list[float]:
-    """A unit-length vector derived from a hash of ``text`` (the same text, the same vector)."""
-    raw = hashlib.shake_256(text.encode()).digest(2 * dim)
-    values = [v / 32767.5 - 1.0 for v in struct.unpack(f"<{dim}H", raw)]
+    """A unit-length vector: the sum of one pseudo-random vector per word (lower-cased), so the
+    same text gets the same vector and texts sharing words are close, as with a real model."""
+    words = _EMBED_WORDS.findall(text.lower()) or [text]
+    values = [0.0] * dim
+    for word in words:
+        raw = hashlib.shake_256(word.encode()).digest(2 * dim)
+        for i, v in enumerate(struct.unpack(f"<{dim}H", raw)):
+            values[i] += v / 32767.5 - 1.0
     norm = sum(v * v for v in values) ** 0.5 or 1.0
     return [v / norm for v in values]
+
+
+_EMBED_WORDS = re.compile(r"\w+")
 
 
 BREAKAGES = ("fenced", "trailing_comma", "truncated", "wrong_type", "missing_required")
