@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import ConfigError, KeelError
+from keel.evals.live import LiveScoreStage
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.cache import build_cache
@@ -87,6 +88,9 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
     if budget is not None:
         stages[Layer.MONITORING].append(BudgetSettleStage())
+    if fc.scoring is not None:  # before metrics and the ledger, which record its verdict
+        live = LiveScoreStage(fc.scoring, runtime.metrics.registry, settings.base_dir)
+        stages[Layer.MONITORING].append(live)
     stages[Layer.MONITORING].append(MetricsStage(runtime.metrics))
     if runtime.writer is not None:
         stages[Layer.MONITORING].append(LedgerStage(runtime.writer))

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from keel.context.settings import IndexConfig
+from keel.evals.settings import LiveScoring
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 from keel.prompts.settings import PromptsSettings
 
@@ -281,6 +282,7 @@ class FeatureConfig(_Strict):
     input: InputGuards = InputGuards()
     output: OutputGuards = OutputGuards()
     tools: list[ToolSpec] | None = None  # None: tools in requests pass through unchecked
+    scoring: LiveScoring | None = None  # a sample of answered calls scored by assertions (keel.evals.live)
 
     @field_validator("name")
     @classmethod

@@ -11,7 +11,9 @@ import pytest
 
 from keel.config import Settings
 from keel.errors import ConfigError, UpstreamError
-from keel.evals import EvalStore, Runner, load_suite, targets
+from keel.evals.runner import Runner, targets
+from keel.evals.store import EvalStore
+from keel.evals.suite import load_suite
 from keel.llm.providers import ModelRequest
 from keel.llm.providers.base import Provider
 from keel.testing.scripted import ScriptedProvider

@@ -1,8 +1,6 @@
-"""Evals: suites in YAML, assertions, a cached runner, run comparison and its HTML report."""
+"""Evals: suites in YAML (``suite``), assertions, a cached runner, comparisons and their HTML report,
+and live scoring of sampled production calls (``live``).
 
-from keel.evals.compare import Comparison, compare
-from keel.evals.runner import Runner, Target, targets
-from keel.evals.store import EvalStore, Run
-from keel.evals.suite import Suite, load_suite
-
-__all__ = ["Comparison", "EvalStore", "Run", "Runner", "Suite", "Target", "compare", "load_suite", "targets"]
+Import from the modules (``keel.evals.runner``, ``keel.evals.compare``, …): this package stays
+light so ``keel.settings`` can use ``keel.evals.settings`` without pulling in the pipeline.
+"""
