@@ -29,6 +29,7 @@ from keel.prompts.template import check_schema
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Layer, Stage
 from keel.validate.schema import SchemaStage
+from keel.validate.tools import ToolStages
 
 if TYPE_CHECKING:
     from keel.runtime import Runtime
@@ -48,6 +49,7 @@ class Feature:
     cascade_models: list[str] = field(default_factory=list)
     router: RoutingProvider | None = None  # a cascade's rules, which pick one model before it
     prompt_source: PromptSource | None = None  # when the prompt follows registry labels
+    tools: ToolStages | None = None  # the declared tools' checks, when the feature declares tools
 
     @property
     def name(self) -> str:
@@ -56,8 +58,8 @@ class Feature:
 
     @property
     def holds_stream(self) -> bool:
-        """True when a stream must be validated before any of it is sent."""
-        return self.schema is not None or bool(self.cascade)
+        """True when a stream must be validated before any of it is sent (tool calls are checked too)."""
+        return self.schema is not None or bool(self.cascade) or self.tools is not None
 
 
 def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
@@ -73,6 +75,9 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
+    tools = ToolStages.for_feature(fc, runtime.state, where=f"{settings.source}: features[{index}]")
+    if tools is not None:
+        stages[Layer.INPUT].append(tools.request)
     if prompt is not None:
         variables = {
             **{k: v.default for k, v in prompt.variables.items() if v.default is not None},
@@ -83,6 +88,9 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     budget = BudgetStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     stages[Layer.LLM] += [st for st in (rate, budget) if st is not None]
+    if tools is not None:
+        stages[Layer.LLM] += [tools.confirm] if tools.confirm is not None else []
+        stages[Layer.VALIDATION].append(tools.check)  # before the schema: an answer of tool calls has no text
     if schema is not None:
         stages[Layer.VALIDATION].append(SchemaStage(schema))
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
@@ -105,6 +113,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         cascade_models=list(fc.routing.cascade.models) if fc.routing and fc.routing.cascade else [],
         router=router,
         prompt_source=source,
+        tools=tools,
     )
 
 

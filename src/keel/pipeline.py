@@ -22,6 +22,7 @@ from keel.errors import CallCancelled, KeelError, OutputRejected, UnknownFeature
 from keel.features import Feature
 from keel.llm.providers import ModelRequest, Provider, Trace
 from keel.llm.providers.base import Chunk
+from keel.llm.replay import completion_chunks
 from keel.llm.stream import StreamAccumulator
 from keel.llm.tokens import message_text
 from keel.runtime import Runtime
@@ -146,6 +147,9 @@ class Pipeline:
 
         With ``stream``, the answer is collected from the provider's stream and returned as chunks.
         """
+        answered = call.completion  # set in the LLM layer (confirmed tool calls): no model call
+        if answered is not None:
+            return completion_chunks(answered, call.usage if _wants_usage(call) else None) if stream else []
         steps = feature.cascade or [feature.provider]
         ruled = None
         if feature.cascade and feature.router is not None:
@@ -176,6 +180,9 @@ class Pipeline:
             call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t) * 1000
             try:
                 await self._layer(feature, Layer.VALIDATION, call)
+                if stream and call.completion is not None and call.completion is not completion:
+                    # Validation changed the answer (tool calls removed or held): send what it is now.
+                    held = completion_chunks(call.completion, call.usage if _wants_usage(call) else None)
                 return held
             except OutputRejected:
                 if step == len(steps) - 1:

@@ -41,6 +41,9 @@ def fake_upstream(
     no_usage: Annotated[bool, typer.Option("--no-usage", help="Omit usage from every answer.")] = False,
     embedding_dim: Annotated[int, typer.Option(help="Dimension of /v1/embeddings vectors.")] = 384,
     model: Annotated[str, typer.Option(help="The model id /v1/models lists.")] = "fake-model",
+    rogue_tool: Annotated[
+        str | None, typer.Option(help="Answer requests that offer tools with a call to this tool instead.")
+    ] = None,
 ) -> None:
     """Serve a fake OpenAI-compatible upstream (chat, streaming, tools, embeddings) with faults."""
     try:
@@ -57,6 +60,7 @@ def fake_upstream(
             no_usage=no_usage,
             embedding_dim=embedding_dim,
             model=model,
+            rogue_tool=rogue_tool,
         )
     except ValueError as exc:
         # Knob names become the flags the user typed: error_rate -> --error-rate.

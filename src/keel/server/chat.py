@@ -17,6 +17,7 @@ from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.errors import error_response
 from keel.server.protocol import parse_chat_request
+from keel.validate.tool_confirm import confirm, pending_confirmation
 
 FEATURE_HEADER = "x-keel-feature"
 
@@ -54,7 +55,7 @@ class ChatEndpoint:
         feature = self.pipeline.feature(name)
         self.keyring.check_feature(key, feature.config)
         options = body.pop("keel", None) or {}
-        return Call(
+        call = Call(
             feature=feature.name,
             messages=body.pop("messages"),
             stream=bool(body.pop("stream", False)),
@@ -64,6 +65,9 @@ class ChatEndpoint:
             metadata=options.get("metadata") or {},
             traceparent=request.headers.get("traceparent"),  # the caller's trace, continued by ours
         )
+        if options.get("confirm"):
+            confirm(call, options["confirm"])
+        return call
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,6 +107,9 @@ def _body(result: Result, call: Call) -> dict[str, Any]:
         keel["route"] = call.route
     if result.verdicts:
         keel["verdicts"] = [v.to_dict() for v in result.verdicts]
+    pending = pending_confirmation(comp)
+    if pending is not None:
+        keel["pending_confirmation"] = pending
     out["keel"] = keel
     return out
 

@@ -138,6 +138,7 @@ class FakeApp:
                 usage=not knobs.no_usage,
                 broken=broken,
                 rng=self.rng,
+                rogue_tool=knobs.rogue_tool,
             )
         except BadRequest as exc:
             await error(send, 400, str(exc), param=exc.param)

@@ -48,9 +48,17 @@ class Plan:
 
 
 def plan(
-    req: dict[str, Any], *, default_model: str, seq: int, usage: bool, broken: str | None, rng: Random
+    req: dict[str, Any],
+    *,
+    default_model: str,
+    seq: int,
+    usage: bool,
+    broken: str | None,
+    rng: Random,
+    rogue_tool: str | None = None,
 ) -> Plan:
-    """The answers to ``req``; ``broken`` names how to break JSON content (malformed fault)."""
+    """The answers to ``req``; ``broken`` names how to break JSON content (malformed fault);
+    ``rogue_tool`` names a tool to call whatever was offered (a model that strays from its tools)."""
     messages = req.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: required, a non-empty list of messages", "messages")
@@ -68,6 +76,8 @@ def plan(
     tool = None
     if isinstance(tools, list) and tools and messages[-1].get("role") == "user":
         tool = choose_tool(tools, req.get("tool_choice"))
+        if rogue_tool is not None and tool is not None:
+            tool = {"type": "function", "function": {"name": rogue_tool, "parameters": {"type": "object"}}}
     fmt = req.get("response_format")
     answers = [
         _answer(

@@ -23,6 +23,7 @@ class Knobs:
     no_usage: bool = False  # omit usage entirely (clients must count tokens themselves)
     embedding_dim: int = 384
     model: str = "fake-model"  # listed by /v1/models and answered when a request names none
+    rogue_tool: str | None = None  # a request offering tools gets a call to this tool instead, offered or not
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "timeout_rate", "malformed_rate"):

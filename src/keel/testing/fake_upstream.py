@@ -12,7 +12,9 @@ From a shell: ``keel fake-upstream --port 9100 --latency-ms 50``.
 Endpoints: ``POST /v1/chat/completions`` (plain and streaming, tools, ``response_format``,
 ``n``, ``stop``, ``max_tokens``), ``POST /v1/embeddings``, ``GET /v1/models``, ``GET /healthz``.
 Answers are deterministic: the text echoes the last user message, JSON output follows the
-requested schema, tool calls carry arguments generated from the tool's parameters schema.
+requested schema, tool calls carry arguments generated from the tool's parameters schema (with
+the ``rogue_tool`` knob, requests that offer tools get a call to that tool instead, as a model
+that strays from its tools would).
 
 Control: ``GET /_fake/stats`` (counts per outcome and path, in flight, the last request with its
 headers and body), ``POST /_fake/reset``, ``GET``/``POST /_fake/config`` (read or change knobs).
