@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from keel.cli.common import ConfigOption, settings_from
+from keel.cli.progress import progress_bar
 from keel.errors import ConfigError
 from keel.evals.compare import Comparison, Delta, compare
 from keel.evals.report import render_html
@@ -23,7 +24,6 @@ from keel.evals.suite import load_suite
 
 app = typer.Typer(help="Evals: run suites against features, prompt versions and models; compare runs.")
 _out = Console(width=200, highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False)
 
 
 def register(root: typer.Typer) -> None:
@@ -60,15 +60,7 @@ def run(
     with EvalStore(settings.db_path) as store:
         runner = Runner(suite, settings, store, concurrency=concurrency, use_cache=not no_cache)
         for target in chosen:
-            with Progress(
-                TextColumn(f"{suite.name} · {target.model}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=_err,
-                transient=True,
-                disable=not _err.is_terminal,
-            ) as bar:
+            with progress_bar(f"{suite.name} · {target.model}") as bar:
                 task = bar.add_task("cases", total=len(suite.cases))
                 tick = functools.partial(_tick, bar, task)
                 runs.append(asyncio.run(runner.run(target, tick)))
