@@ -8,7 +8,21 @@ from typing import Annotated
 import typer
 
 import keel
-from keel.cli import ask, audit, collections, eval, fake_upstream, ingest, init, keys, loadtest, prompts, serve, tail, usage
+from keel.cli import (
+    ask,
+    audit,
+    collections,
+    eval,
+    fake_upstream,
+    ingest,
+    init,
+    keys,
+    loadtest,
+    prompts,
+    serve,
+    tail,
+    usage,
+)
 from keel.errors import KeelError
 
 app = typer.Typer(
@@ -20,7 +34,21 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (init, serve, ask, usage, tail, keys, fake_upstream, prompts, ingest, collections, eval, audit, loadtest):
+for module in (
+    init,
+    serve,
+    ask,
+    usage,
+    tail,
+    keys,
+    fake_upstream,
+    prompts,
+    ingest,
+    collections,
+    eval,
+    audit,
+    loadtest,
+):
     module.register(app)
 
 
