@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.errors import ConfigError, KeelError
 from keel.evals.live import LiveScoreStage
+from keel.evals.review_stage import ReviewSampler
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.cache import build_cache
@@ -102,6 +103,10 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     stages[Layer.MONITORING].append(MetricsStage(runtime.metrics))
     if runtime.writer is not None:
         stages[Layer.MONITORING].append(LedgerStage(runtime.writer))
+    if runtime.review is not None and settings.review.samples(fc.name):
+        sampler = ReviewSampler(runtime.review, settings.review.sample)
+        stages[Layer.INPUT].append(sampler.snapshot)  # last: the messages as the Input layer left them
+        stages[Layer.MONITORING].append(sampler.record)
     return Feature(
         config=fc,
         model=model,

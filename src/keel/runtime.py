@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from keel.config import load_config
 from keel.context.embed import Embedder, build_embedder
+from keel.evals.review import ReviewQueue, open_review_queue
 from keel.features import Feature, build_feature
 from keel.keystore import KeyDirectory, key_directory
 from keel.llm.cache import needs_embedder
@@ -65,6 +66,7 @@ class Runtime:
         if ledger and s.ledger.enabled:
             self.writer = LedgerWriter.from_settings(open_ledger(ledger_target(s)), s.ledger)
         self.monitoring = Monitoring(s, self.metrics, self.writer, self.state)  # tracer, alerts
+        self.review: ReviewQueue | None = open_review_queue(s)  # calls sampled for human review
         self.tracer = self.monitoring.tracer
         self._prompts: PromptRegistry | None = None  # opened by the first feature that names a label
         self.features: dict[str, Feature] = {
@@ -101,6 +103,8 @@ class Runtime:
         if self._prompts is not None:
             self._prompts.close()
         await self.monitoring.aclose()
+        if self.review is not None:
+            await asyncio.to_thread(self.review.close)
         if self.writer is not None:
             await asyncio.to_thread(self.writer.close)
 

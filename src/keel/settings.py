@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from keel.context.settings import IndexConfig
+from keel.evals.review_settings import ReviewSettings
 from keel.evals.settings import LiveScoring
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 from keel.prompts.settings import PromptsSettings
@@ -361,6 +362,7 @@ class Settings(_Strict):
     ledger: LedgerSettings = LedgerSettings()  # keel.monitor.settings
     tracing: TracingSettings = TracingSettings()  # keel.monitor.settings
     alerts: AlertSettings = AlertSettings()  # keel.monitor.settings
+    review: ReviewSettings = ReviewSettings()  # keel.evals.review_settings: calls sampled for human review
     server: ServerConfig = ServerConfig()
     index: IndexConfig = IndexConfig()  # keel.context.settings: where retrieved documents live
     prompts_dir: Path = Path("prompts")

@@ -19,6 +19,7 @@ from keel.monitor.sqlite_ledger import SQLiteLedger
 from keel.testing import FakeUpstream
 from tests.gateway import Gateway, http
 
+PROMPT = "system: 'You are the support bot of {{ product }}.'\nvariables: {product: {default: Acme}}\n"
 KEY_WEB = "sk-dash-web"
 KEY_BATCH = "sk-dash-batch"
 KEY_ADMIN = "sk-dash-admin"
@@ -42,6 +43,7 @@ models:
 features:
   - name: support
     model: large
+    prompt: support
     cache: {exact: {}}
     routing: {rules: [{when: {pattern: "(?i)^quick"}, model: small}]}
     budget: {usd_per_day: 0.05}
@@ -66,6 +68,7 @@ keys:
     admin: true
 storage: {path: ledger.db}
 ledger: {flush_interval: 0.05}
+review: {sample: 1.0, features: [support]}
 alerts:
   interval: 0.2
   rules:
@@ -236,6 +239,8 @@ def start(tmp: Path, *, history: bool = False) -> Iterator[DashboardGateway]:
             .replace("@HASH_ADMIN@", hash_key(KEY_ADMIN))
         )
         (tmp / "keel.yaml").write_text(text)
+        (tmp / "prompts").mkdir(exist_ok=True)
+        (tmp / "prompts" / "support.yaml").write_text(PROMPT)
         with Gateway(tmp / "keel.yaml") as gw:
             traffic = send_traffic(gw)
             wait_for_calls(gw, traffic.total)

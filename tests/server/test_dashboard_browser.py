@@ -7,29 +7,16 @@ test's temporary directory) and its path printed.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.server.browser import artefact_dir, launch, new_page, sign_in
 from tests.server.dashboard_gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, start
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = os.environ.get("KEEL_CHROMIUM", "/usr/bin/chromium")
-try:
-    from playwright import sync_api
-except ImportError:
-    if os.environ.get("CI"):
-        raise
-    pytest.skip("playwright is missing: pip install -e '.[dev]'", allow_module_level=True)
-if shutil.which(CHROMIUM) is None:
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install -y chromium (make setup-dev does)")
-    pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,38 +26,14 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardGateway]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launch() as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.errors = errors
-    yield pg
-    context.close()
-
-
-def artefact_dir(tmp_path: Path) -> Path:
-    """Where screenshots go: ``$KEEL_ARTIFACTS`` when set (CI keeps it), else the test's tmp dir."""
-    target = Path(os.environ.get("KEEL_ARTIFACTS") or tmp_path)
-    target.mkdir(parents=True, exist_ok=True)
-    return target
-
-
-def sign_in(page: Any, url: str, key: str) -> None:
-    page.goto(url + "/dashboard#range=1h")
-    page.wait_for_selector("#login:not([hidden])")
-    page.fill("#login-key", key)
-    page.click("#login button[type=submit]")
+    with new_page(browser) as pg:
+        yield pg
 
 
 def series_of(page: Any, chart: str) -> set[str]:
@@ -85,7 +48,7 @@ def kpi(page: Any, name: str) -> str:
 def test_dashboard_draws_the_calls_and_filters_change_the_charts(
     dash: DashboardGateway, page: Any, tmp_path: Path
 ) -> None:
-    sign_in(page, dash.gw.url, KEY_ADMIN)
+    sign_in(page, dash.gw.url + "/dashboard#range=1h", KEY_ADMIN)
     page.wait_for_selector("body[data-state=ready]")
     assert page.locator("#login").is_hidden()
 
@@ -148,7 +111,7 @@ def test_dashboard_draws_the_calls_and_filters_change_the_charts(
 
 
 def test_a_key_that_is_not_admin_is_refused_with_a_reason(dash: DashboardGateway, page: Any) -> None:
-    sign_in(page, dash.gw.url, KEY_WEB)
+    sign_in(page, dash.gw.url + "/dashboard#range=1h", KEY_WEB)
     page.wait_for_selector("#login-msg.error")
     assert "not an admin key" in page.locator("#login-msg").inner_text()
     assert page.evaluate("sessionStorage.getItem('keel.dashboard.key')") is None

@@ -25,10 +25,14 @@ from keel.errors import InvalidRequest
 from keel.monitor.dashboard_queries import DashboardQueries, Filters, queries_for
 from keel.pipeline import Pipeline
 from keel.server.dashboard.budgets import budget_status
+from keel.server.dashboard.review_routes import mount_review
+from keel.settings import KeyConfig
 
-Authorize = Callable[[str | None], Awaitable[object]]
+Authorize = Callable[[str | None], Awaitable[KeyConfig | None]]
 
 _ASSETS = {
+    "auth.js": "text/javascript; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
@@ -126,8 +130,11 @@ def alert_status(pipeline: Pipeline, feature: str | None) -> list[dict[str, Any]
 
 def mount_dashboard(app: FastAPI, pipeline: Pipeline, authorize: Authorize) -> None:
     """Add ``/dashboard`` and its API to ``app``; ``authorize`` checks a request's Authorization header."""
-    page = _static("index.html")
+    pages = {name: _static(name) for name in ("index.html", "review.html")}
     assets = {name: _static(name) for name in _ASSETS}
+
+    def page(name: str) -> Response:
+        return Response(pages[name], media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
 
     opened: dict[int, DashboardQueries] = {}  # one set of read connections per ledger
 
@@ -142,7 +149,7 @@ def mount_dashboard(app: FastAPI, pipeline: Pipeline, authorize: Authorize) -> N
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_page() -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+        return page("index.html")
 
     @app.get("/dashboard/assets/{name}", include_in_schema=False)
     async def dashboard_asset(name: str) -> Response:
@@ -167,6 +174,8 @@ def mount_dashboard(app: FastAPI, pipeline: Pipeline, authorize: Authorize) -> N
         data["budgets"] = [b for b in budgets if wanted[b["scope"]] in (None, b["name"])]
         data["alerts"] = alert_status(pipeline, f.feature)
         return _json(data)
+
+    mount_review(app, pipeline, authorize, page)
 
     @app.get("/dashboard/api/calls", summary="Dashboard: the newest calls (no content, no keys)")
     async def dashboard_calls(request: Request) -> Response:

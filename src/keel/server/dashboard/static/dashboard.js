@@ -4,57 +4,15 @@
 (function () {
   const C = window.KeelCharts;
   const { fmt, html } = C;
-  const KEY = "keel.dashboard.key";
   const FILTERS = ["range", "feature", "model", "key"];
   const ACTION_COLORS = { block: "#d64550", flag: "#d99a16", redact: "#8a63d2", strip: "#8a63d2",
     pseudonymize: "#8a63d2", pass: "#1f9d6a", allow: "#1f9d6a" };
   const CACHE_COLORS = { exact: "#1f9d6a", semantic: "#17a2b8", miss: "#c7cedb" };
   const $ = (sel) => document.querySelector(sel);
+  const { api } = window.KeelAuth;
   let last = null; // the last overview, redrawn on resize
   let loads = 0;
   let timer = null;
-
-  class AuthError extends Error {}
-
-  // -- the key and the API ----------------------------------------------------------------------
-
-  async function api(path) {
-    const headers = { Accept: "application/json" };
-    const key = sessionStorage.getItem(KEY);
-    if (key) headers.Authorization = "Bearer " + key;
-    const resp = await fetch(path, { headers, cache: "no-store", credentials: "omit" });
-    let body = null;
-    try { body = await resp.json(); } catch (e) { body = null; }
-    const message = body && body.error ? body.error.message : `HTTP ${resp.status}`;
-    if (resp.status === 401 || resp.status === 403) throw new AuthError(message);
-    if (!resp.ok) throw new Error(message);
-    return body;
-  }
-
-  function showLogin(message, isError) {
-    const msg = $("#login-msg");
-    msg.textContent = message;
-    msg.classList.toggle("error", !!isError);
-    $("#login").hidden = false;
-    $("#login-key").focus();
-    document.body.dataset.state = "login";
-  }
-
-  $("#login-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const key = $("#login-key").value.trim();
-    if (!key) return;
-    sessionStorage.setItem(KEY, key);
-    $("#login-key").value = "";
-    $("#login").hidden = true;
-    load();
-  });
-
-  $("#signout").addEventListener("click", () => {
-    sessionStorage.removeItem(KEY);
-    $("#signout").hidden = true;
-    showLogin("Signed out. Enter an admin API key to open the dashboard.");
-  });
 
   // -- filters (kept in the URL's #fragment, so a view can be shared) -----------------------------
 
@@ -98,7 +56,7 @@
   function schedule() {
     clearInterval(timer);
     if ($("#auto").checked) {
-      timer = setInterval(() => { if (!document.hidden && $("#login").hidden) load(); }, 30000);
+      timer = setInterval(() => { if (!document.hidden && !window.KeelAuth.loginOpen()) load(); }, 30000);
     }
   }
 
@@ -113,7 +71,7 @@
         api("/dashboard/api/calls?limit=25&" + q),
       ]);
       $("#banner").hidden = true;
-      $("#signout").hidden = !sessionStorage.getItem(KEY);
+      window.KeelAuth.signedIn();
       last = overview;
       render(overview);
       renderCalls(recent.calls, overview);
@@ -122,17 +80,7 @@
       document.body.dataset.state = "ready";
       $("#footer").textContent = "updated " + new Date().toLocaleTimeString();
     } catch (err) {
-      if (err instanceof AuthError) {
-        const had = !!sessionStorage.getItem(KEY);
-        if (had) sessionStorage.removeItem(KEY);
-        showLogin(had ? err.message : "This gateway needs an admin API key to show its dashboard.", had);
-        return;
-      }
-      const banner = $("#banner");
-      banner.textContent = "Could not load the dashboard: " + err.message;
-      banner.className = "banner error";
-      banner.hidden = false;
-      document.body.dataset.state = "error";
+      window.KeelAuth.failed(err);
     }
   }
 
@@ -381,6 +329,7 @@
   });
   window.addEventListener("hashchange", () => { readFilters(); load(); });
 
+  window.KeelAuth.init(load);
   readFilters();
   schedule();
   load();

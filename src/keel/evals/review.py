@@ -1,0 +1,360 @@
+"""The human review queue: sampled calls with their messages and answer, labelled by people.
+
+A reviewer marks each item pass or fail, with an optional score (0-1), a note and a corrected
+answer. Reviewed items export as JSONL: either as eval-suite cases (``id``, ``messages``,
+``vars``, ``expected``: the corrected answer, or the answer itself when it passed), ready for
+``dataset:`` in a suite, or in full with the labels.
+
+The queue lives in the SQLite file at ``storage.path`` (table ``review_items``, migrations
+recorded as ``review.*`` in ``_migrations``). Items arrive through ``ReviewQueue``: the
+Monitoring layer appends to an in-memory queue and a daemon thread writes them in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from keel.errors import ConfigError, InvalidRequest, KeelError
+
+if TYPE_CHECKING:
+    from keel.settings import Settings
+
+log = logging.getLogger("keel.review")
+
+Status = Literal["pending", "reviewed", "all"]
+Verdict = Literal["pass", "fail"]
+ExportFormat = Literal["cases", "full"]
+STATUSES: tuple[Status, ...] = ("pending", "reviewed", "all")
+MAX_TEXT = 100_000  # characters of a note or a corrected answer
+
+
+class ReviewItemNotFound(KeelError):
+    """No review item has this id (404)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "review_item_not_found"
+
+
+@dataclass(slots=True)
+class ReviewItem:
+    """One sampled call as the queue keeps it: what was asked (as the model saw it) and answered."""
+
+    call_id: str
+    ts: float
+    feature: str
+    messages: list[dict[str, Any]]
+    answer: str | None
+    key_id: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    source: str = "production"
+
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@_migration
+def m001_create_review_items(db: sqlite3.Connection) -> None:
+    """Items and their labels; ``status`` is pending until a reviewer labels the item."""
+    db.execute(
+        """
+        CREATE TABLE review_items (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            call_id TEXT NOT NULL UNIQUE,
+            ts REAL NOT NULL,
+            feature TEXT NOT NULL,
+            key_id TEXT,
+            model TEXT,
+            prompt_version TEXT,
+            source TEXT NOT NULL,
+            messages TEXT NOT NULL,
+            variables TEXT NOT NULL,
+            answer TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            verdict TEXT,
+            score REAL,
+            note TEXT,
+            corrected TEXT,
+            reviewer TEXT,
+            reviewed_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX review_items_status ON review_items (status, feature, ts)")
+
+
+_SUMMARY = "id, call_id, ts, feature, key_id, model, prompt_version, source, status, verdict, score, reviewer"
+_FULL = f"{_SUMMARY}, messages, variables, answer, note, corrected, reviewed_at"
+
+
+class ReviewStore:
+    """The review queue in a SQLite file (WAL), safe to use from several threads."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                _migrate(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"review queue {self.path}: cannot open: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        db.row_factory = sqlite3.Row
+        return db
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(self._connect()) as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise ConfigError(f"review queue {self.path}: {exc}") from None
+
+    def add(self, items: Sequence[ReviewItem]) -> int:
+        """Store ``items`` in one transaction (a call already queued is skipped); how many were new."""
+        rows = [
+            (
+                i.call_id, i.ts, i.feature, i.key_id, i.model, i.prompt_version, i.source,
+                json.dumps(i.messages, default=str), json.dumps(i.variables, default=str), i.answer,
+            )
+            for i in items
+        ]  # fmt: skip
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO review_items (call_id, ts, feature, key_id, model, prompt_version, source,"
+                " messages, variables, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (call_id) DO NOTHING",
+                rows,
+            )
+            added = db.total_changes - before
+            db.execute("COMMIT")
+        return added
+
+    def items(
+        self, *, status: Status = "pending", feature: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Items without their content, oldest pending first (newest first when reviewed or all)."""
+        where, params = _where(status, feature)
+        order = "ts ASC" if status == "pending" else "ts DESC"
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {_SUMMARY} FROM review_items{where} ORDER BY {order}, id LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def counts(self, *, feature: str | None = None) -> dict[str, int]:
+        """How many items are pending, reviewed, passed and failed."""
+        where, params = _where("all", feature)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT SUM(status = 'pending'), SUM(status = 'reviewed'), SUM(verdict = 'pass'),"
+                f" SUM(verdict = 'fail') FROM review_items{where}",
+                params,
+            ).fetchone()
+        return dict(zip(("pending", "reviewed", "passed", "failed"), (int(v or 0) for v in row), strict=True))
+
+    def features(self) -> list[str]:
+        """Features that have items."""
+        with self._db() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT feature FROM review_items ORDER BY feature")]
+
+    def get(self, item_id: int) -> dict[str, Any]:
+        """One item with its messages, answer and labels; ReviewItemNotFound otherwise."""
+        with self._db() as db:
+            row = db.execute(f"SELECT {_FULL} FROM review_items WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise ReviewItemNotFound(f"no review item {item_id}")
+        return _full(row)
+
+    def label(
+        self,
+        item_id: int,
+        *,
+        verdict: Verdict,
+        score: float | None = None,
+        note: str | None = None,
+        corrected: str | None = None,
+        reviewer: str | None = None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
+        """Record a review (a second review replaces the first); the item as it is now."""
+        now = time.time() if now is None else now
+        with self._db() as db:
+            cur = db.execute(
+                "UPDATE review_items SET status = 'reviewed', verdict = ?, score = ?, note = ?,"
+                " corrected = ?, reviewer = ?, reviewed_at = ? WHERE id = ?",
+                (verdict, score, note, corrected, reviewer, now, item_id),
+            )
+        if cur.rowcount == 0:
+            raise ReviewItemNotFound(f"no review item {item_id}")
+        return self.get(item_id)
+
+    def export(self, *, feature: str | None = None, fmt: ExportFormat = "cases") -> Iterator[dict[str, Any]]:
+        """Reviewed items, oldest first: as eval cases (only those with an expected answer) or in full."""
+        where, params = _where("reviewed", feature)
+        with self._db() as db:
+            rows = db.execute(f"SELECT {_FULL} FROM review_items{where} ORDER BY ts, id", params).fetchall()
+        for row in rows:
+            item = _full(row)
+            if fmt == "full":
+                yield item
+                continue
+            expected = item["corrected"] if item["corrected"] else None
+            if expected is None and item["verdict"] == "pass":
+                expected = item["answer"]
+            if expected is None:
+                continue  # failed and not corrected: nothing to expect
+            case: dict[str, Any] = {"id": f"review-{item['id']}", "messages": _asked(item["messages"])}
+            if item["variables"]:
+                case["vars"] = item["variables"]
+            case["expected"] = expected
+            yield case
+
+    def pending(self) -> int:
+        """How many items wait for review."""
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM review_items WHERE status = 'pending'").fetchone()[0])
+
+
+def _asked(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation a case replays: without the system messages the feature's prompt adds again."""
+    return [m for m in messages if m.get("role") not in ("system", "developer")] or messages
+
+
+def _where(status: Status, feature: str | None) -> tuple[str, tuple[Any, ...]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    if status != "all":
+        parts.append("status = ?")
+        params.append(status)
+    if feature is not None:
+        parts.append("feature = ?")
+        params.append(feature)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(params)
+
+
+def _full(row: sqlite3.Row) -> dict[str, Any]:
+    item = dict(row)
+    item["messages"] = json.loads(item["messages"])
+    item["variables"] = json.loads(item["variables"])
+    return item
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    for fn in MIGRATIONS:
+        name = f"review.{fn.__name__}"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
+                fn(db)
+                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def parse_label(body: Any) -> dict[str, Any]:
+    """A review from a request body: ``verdict`` pass|fail, ``score`` 0..1, ``note``, ``corrected``."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("expected a JSON object with 'verdict' (pass or fail)")
+    unknown = set(body) - {"verdict", "score", "note", "corrected"}
+    if unknown:
+        raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
+    verdict = body.get("verdict")
+    if verdict not in ("pass", "fail"):
+        raise InvalidRequest("verdict: expected 'pass' or 'fail'", param="verdict")
+    score = body.get("score")
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1
+    ):
+        raise InvalidRequest("score: expected a number from 0 to 1, or null", param="score")
+    out: dict[str, Any] = {"verdict": verdict, "score": None if score is None else float(score)}
+    for name in ("note", "corrected"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequest(f"{name}: expected text or null", param=name)
+        if value is not None and len(value) > MAX_TEXT:
+            raise InvalidRequest(f"{name}: at most {MAX_TEXT} characters", param=name)
+        out[name] = value.strip() or None if value is not None else None
+    return out
+
+
+class ReviewQueue:
+    """Items sampled on the request path, written to the store by a daemon thread (never on the path).
+
+    ``offer()`` is a deque append. Every ``interval`` seconds the thread writes what waits and
+    refreshes the pending count that ``accepting`` compares with ``max_pending``.
+    """
+
+    def __init__(self, store: ReviewStore, *, max_pending: int = 1000, interval: float = 0.5) -> None:
+        self.store = store
+        self.max_pending = max_pending
+        self.interval = interval
+        self._queue: deque[ReviewItem] = deque(maxlen=max_pending)
+        self._pending = store.pending()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="keel-review-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def accepting(self) -> bool:
+        """False while the queue holds ``max_pending`` items waiting for review."""
+        return self._pending + len(self._queue) < self.max_pending
+
+    def offer(self, item: ReviewItem) -> None:
+        """Queue ``item`` for the next write."""
+        self._queue.append(item)
+
+    def flush(self) -> None:
+        """Write every item offered so far (in the caller's thread)."""
+        items = [self._queue.popleft() for _ in range(len(self._queue))]
+        try:
+            if items:
+                self.store.add(items)
+            self._pending = self.store.pending()
+        except ConfigError as exc:
+            log.warning("event=review_write_failed items=%d error=%r", len(items), str(exc))
+
+    def close(self) -> None:
+        """Stop the thread and write what is left; idempotent."""
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()
+
+
+def open_review_queue(settings: Settings) -> ReviewQueue | None:
+    """The queue sampled calls go to, when ``review.sample`` is above 0 (else None: nothing sampled)."""
+    if settings.review.sample <= 0:
+        return None
+    return ReviewQueue(ReviewStore(settings.db_path), max_pending=settings.review.max_pending)
