@@ -160,17 +160,18 @@ class Pipeline:
         for step, provider in enumerate(steps):
             t = perf_counter()
             request = self._request(call, deadline)
-            if stream:
-                acc = StreamAccumulator()
-                held = []
-                async for chunk in provider.stream(request):
-                    acc.add(chunk)
-                    held.append(chunk)
-                    if call.ttft_ms is None and chunk.get("choices"):
-                        call.ttft_ms = (perf_counter() - t) * 1000
-                completion = acc.completion()
-            else:
-                completion = await provider.complete(request)
+            with self.runtime.tracer.stage(call, "llm.model"):  # the model's own span
+                if stream:
+                    acc = StreamAccumulator()
+                    held = []
+                    async for chunk in provider.stream(request):
+                        acc.add(chunk)
+                        held.append(chunk)
+                        if call.ttft_ms is None and chunk.get("choices"):
+                            call.ttft_ms = (perf_counter() - t) * 1000
+                    completion = acc.completion()
+                else:
+                    completion = await provider.complete(request)
             self._settle(call, feature, completion, request.trace)
             if ruled is not None:
                 call.route = ruled.reason

@@ -173,6 +173,7 @@ def test_many_different_calls_add_no_series(served: Served) -> None:
     def series() -> dict[str, int]:
         return {name: len(samples) for name, samples in _scrape(served).items()}
 
+    served.hook.wait_for(lambda posts: len(posts) >= 2)  # both alert rules evaluated: their series exist
     before = series()
     for i in range(15):
         _ask(served.client, f"question number {i} about something else entirely", user=f"user-{i}")
@@ -249,5 +250,6 @@ def test_spans_reach_an_otlp_receiver_continuing_the_callers_trace_without_messa
     assert a["gen_ai.usage.output_tokens"] == served.usage["plain"].completion_tokens
     assert a["keel.key_id"] == "team-a"
     children = {s.name for s in spans if s.trace_id == root.trace_id and s.parent_span_id == root.span_id}
-    assert {"keel.input", "keel.context", "keel.llm", "keel.validation", "keel.monitoring"} <= children
+    layers = {"keel.input", "keel.context", "keel.llm", "keel.validation", "keel.monitoring"}
+    assert {*layers, "keel.llm.model"} <= children
     assert all(SECRET.encode() not in p.body for p in posts)

@@ -76,6 +76,8 @@ def test_a_call_makes_a_span_with_a_child_per_layer_and_a_grandchild_per_stage(
     assert root.parent is None
     for layer in ("keel.input", "keel.context", "keel.llm", "keel.validation", "keel.monitoring"):
         assert spans[layer].parent is not None and spans[layer].parent.span_id == root.context.span_id
+    model = spans.pop("keel.llm.model")  # the model call: after the LLM layer's stages, before validation
+    assert model.parent is not None and model.parent.span_id == root.context.span_id
     stages = [s for s in spans.values() if s.name.startswith("keel.") and s.name.count(".") >= 2]
     assert stages, "no stage spans"
     by_id = {s.context.span_id: s for s in spans.values()}
