@@ -166,6 +166,7 @@ class Call:
     failures: list[str] = field(default_factory=list)  # "model: error_code" per failed attempt
     spend: list[Spend] = field(default_factory=list)  # every answer a model gave (cascades give several)
     baseline: str | None = None  # the model a route's saving is measured against
+    constrained: bool = False  # the answer's decoding was held to the output schema (LLM layer)
     # Placeholder → original value for redacted or pseudonymised input. Lives only as long as the
     # call; never copied to the ledger, logs or traces.
     vault: dict[str, str] = field(default_factory=dict, repr=False)

@@ -26,10 +26,9 @@ from keel.monitor.record import LedgerStage
 from keel.prompts import PromptTemplate, load_prompt
 from keel.prompts.registry import PromptRef
 from keel.prompts.source import PromptSource
-from keel.prompts.template import check_schema
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Layer, Stage
-from keel.validate.schema import SchemaStage
+from keel.validate.build import ValidationPlan, build_validation, output_schema
 from keel.validate.tools import ToolStages
 
 if TYPE_CHECKING:
@@ -49,6 +48,7 @@ class Feature:
     cascade: list[Provider] = field(default_factory=list)  # cheapest first, when the feature cascades
     cascade_models: list[str] = field(default_factory=list)
     router: RoutingProvider | None = None  # a cascade's rules, which pick one model before it
+    validation: ValidationPlan = field(default_factory=ValidationPlan)
     prompt_source: PromptSource | None = None  # when the prompt follows registry labels
     tools: ToolStages | None = None  # the declared tools' checks, when the feature declares tools
 
@@ -60,7 +60,8 @@ class Feature:
     @property
     def holds_stream(self) -> bool:
         """True when a stream must be validated before any of it is sent (tool calls are checked too)."""
-        return self.schema is not None or bool(self.cascade) or self.tools is not None
+        tools = self.tools is not None
+        return self.schema is not None or bool(self.cascade) or tools or self.validation.holds
 
 
 def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
@@ -70,9 +71,10 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     primary = runtime.providers[fc.model]
     provider, cascade, router = _llm_stack(fc, runtime)
     prompt, source = _load_prompt(fc, index, runtime) if fc.prompt else (None, None)
-    schema = fc.output_schema if fc.output_schema is not None else (prompt.schema if prompt else None)
-    if fc.output_schema is not None:
-        check_schema(fc.output_schema, where=f"{settings.source}: features[{index}].schema")
+    where = f"{settings.source}: features[{index}]"
+    output = output_schema(fc, prompt.schema if prompt else None, where=where)
+    schema = output.schema if output is not None else None
+    validation = build_validation(fc, output, model, where=where)
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
@@ -88,12 +90,12 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     # Limits and budgets count the rendered prompt, so they come after it.
     rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     budget = BudgetStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
+    stages[Layer.LLM] += validation.before_model
     stages[Layer.LLM] += [st for st in (rate, budget) if st is not None]
     if tools is not None:
         stages[Layer.LLM] += [tools.confirm] if tools.confirm is not None else []
         stages[Layer.VALIDATION].append(tools.check)  # before the schema: an answer of tool calls has no text
-    if schema is not None:
-        stages[Layer.VALIDATION].append(SchemaStage(schema))
+    stages[Layer.VALIDATION] += validation.checks
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
     if budget is not None:
         stages[Layer.MONITORING].append(BudgetSettleStage())
@@ -117,6 +119,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         cascade=cascade,
         cascade_models=list(fc.routing.cascade.models) if fc.routing and fc.routing.cascade else [],
         router=router,
+        validation=validation,
         prompt_source=source,
         tools=tools,
     )

@@ -157,38 +157,52 @@ class Pipeline:
             if route.reason != "default":  # a rule picked one model: no cascade for this call
                 steps, ruled = [feature.router.routes[route.model]], route
         held: list[Chunk] = []
+        asked = call.messages
         for step, provider in enumerate(steps):
-            t = perf_counter()
-            request = self._request(call, deadline)
-            with self.runtime.tracer.stage(call, "llm.model"):  # the model's own span
-                if stream:
-                    acc = StreamAccumulator()
-                    held = []
-                    async for chunk in provider.stream(request):
-                        acc.add(chunk)
-                        held.append(chunk)
-                        if call.ttft_ms is None and chunk.get("choices"):
-                            call.ttft_ms = (perf_counter() - t) * 1000
-                    completion = acc.completion()
-                else:
-                    completion = await provider.complete(request)
-            self._settle(call, feature, completion, request.trace)
-            if ruled is not None:
-                call.route = ruled.reason
-            elif feature.cascade:
-                call.route = f"cascade:{step}"
-                call.baseline = feature.cascade_models[-1]
-            call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t) * 1000
-            try:
-                await self._layer(feature, Layer.VALIDATION, call)
-                if stream and call.completion is not None and call.completion is not completion:
-                    # Validation changed the answer (tool calls removed or held): send what it is now.
-                    held = completion_chunks(call.completion, call.usage if _wants_usage(call) else None)
+            last, reasks = step == len(steps) - 1, 0
+            while True:
+                t = perf_counter()
+                request = self._request(call, deadline)
+                with self.runtime.tracer.stage(call, "llm.model"):  # the model's own span
+                    if stream:
+                        acc = StreamAccumulator()
+                        held = []
+                        async for chunk in provider.stream(request):
+                            acc.add(chunk)
+                            held.append(chunk)
+                            if call.ttft_ms is None and chunk.get("choices"):
+                                call.ttft_ms = (perf_counter() - t) * 1000
+                        completion = acc.completion()
+                    else:
+                        completion = await provider.complete(request)
+                self._settle(call, feature, completion, request.trace)
+                if ruled is not None:
+                    call.route = ruled.reason
+                elif feature.cascade:
+                    call.route = f"cascade:{step}"
+                    call.baseline = feature.cascade_models[-1]
+                call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t) * 1000
+                try:
+                    await self._layer(feature, Layer.VALIDATION, call)
+                except OutputRejected:
+                    # A cascade's cheaper models escalate; the last model is re-asked with the errors.
+                    again = feature.validation.ladder.reask(call, reasks, deadline, asked) if last else None
+                    if again is None:
+                        call.messages = asked
+                        if not last:
+                            _escalated(call, feature.cascade_models[step])
+                            break
+                        if not feature.validation.ladder.fall_back(call):
+                            raise
+                    else:
+                        call.messages, reasks = again, reasks + 1
+                        continue
+                call.messages = asked
+                final: Completion | None = call.completion
+                if stream and final is not None and final is not completion:
+                    # Validation changed the answer (repaired, re-asked, fallback): send what it is now.
+                    held = completion_chunks(final, call.usage if _wants_usage(call) else None)
                 return held
-            except OutputRejected:
-                if step == len(steps) - 1:
-                    raise
-                _escalated(call, feature.cascade_models[step])
         return held
 
     async def _relay(
@@ -286,6 +300,7 @@ class Pipeline:
         call.cache = trace.cache
         call.route = trace.route or call.route
         call.baseline = trace.baseline or call.baseline
+        call.constrained = trace.constrained
         call.attempts += trace.attempts
         call.failures += trace.failures
         if trace.attempts:

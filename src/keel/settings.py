@@ -13,6 +13,7 @@ from keel.evals.review_settings import ReviewSettings
 from keel.evals.settings import LiveScoring
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 from keel.prompts.settings import PromptsSettings
+from keel.validate.settings import ValidationConfig
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -269,7 +270,8 @@ class FeatureConfig(_Strict):
     model: str
     prompt: str | None = None  # NAME (the file as it is), NAME@LABEL or NAME@VERSION (from the registry)
     prompt_split: dict[str, float] | None = None  # A/B: label → weight, e.g. {production: 90, staging: 10}
-    output_schema: dict[str, Any] | None = Field(None, alias="schema")
+    # A JSON schema, or a Pydantic model's import path (myapp.models:Invoice)
+    output_schema: dict[str, Any] | str | None = Field(None, alias="schema")
     description: str = ""
     limits: Limits = Limits()
     variables: dict[str, Any] = Field(default_factory=dict)
@@ -283,6 +285,7 @@ class FeatureConfig(_Strict):
     input: InputGuards = InputGuards()
     output: OutputGuards = OutputGuards()
     tools: list[ToolSpec] | None = None  # None: tools in requests pass through unchecked
+    validation: ValidationConfig = ValidationConfig()
     scoring: LiveScoring | None = None  # a sample of answered calls scored by assertions (keel.evals.live)
 
     @field_validator("name")

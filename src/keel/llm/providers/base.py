@@ -39,6 +39,7 @@ class Trace:
     attempts: int = 0  # upstream calls made, retries and fallbacks included
     failures: list[str] = field(default_factory=list)  # "model: error_code" for each failed attempt
     coalesced: bool = False  # answered by an identical request already in flight
+    constrained: bool = False  # decoding was held to the request's JSON schema (grammar, response_format)
 
 
 @dataclass(slots=True)
@@ -75,6 +76,11 @@ class Provider(ABC):
     def from_config(cls, model: ModelConfig, settings: Settings) -> Provider:
         """Build the provider for a configured model (reads secrets from the environment here)."""
         return cls(model.name)
+
+    @classmethod
+    def constrains_schema(cls, options: BaseModel) -> bool:
+        """True when a model with these options is held to ``request.schema`` while it decodes."""
+        return False
 
     @abstractmethod
     async def complete(self, request: ModelRequest) -> Completion:

@@ -99,6 +99,11 @@ class LlamaCppProvider(Provider):
             options = options.model_copy(update={"path": path})
         return cls(model.name, options)
 
+    @classmethod
+    def constrains_schema(cls, options: BaseModel) -> bool:
+        """Always: a grammar built from the schema holds every token the model writes."""
+        return True
+
     # -- the model ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -249,7 +254,9 @@ class LlamaCppProvider(Provider):
 
     def _plan(self, request: ModelRequest) -> _Plan:
         """Check and translate the request's parameters before anything is queued."""
-        return _Plan.from_params(request.params, request.schema, self.options, self._label)
+        plan = _Plan.from_params(request.params, request.schema, self.options, self._label)
+        request.trace.constrained = plan.grammar is not None
+        return plan
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,9 @@ class OpenAIOptions(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     max_connections: int = Field(1000, ge=1)
     encoding: Literal["o200k_base", "cl100k_base"] = "o200k_base"
+    # How the feature's output schema is sent: "json_schema" (constrained decoding, OpenAI, vLLM,
+    # llama.cpp's server, recent Ollama), "json_object" (JSON mode only) or "off" (the prompt only).
+    structured_output: Literal["json_schema", "json_object", "off"] = "json_schema"
 
     @field_validator("base_url")
     @classmethod
@@ -149,6 +152,11 @@ class OpenAIProvider(Provider):
                     f"{options.api_key_env} (api_key_env) is not set or empty"
                 )
         return cls(model.name, options, api_key=key)
+
+    @classmethod
+    def constrains_schema(cls, options: BaseModel) -> bool:
+        """True unless this server is configured not to take ``response_format: json_schema``."""
+        return isinstance(options, OpenAIOptions) and options.structured_output == "json_schema"
 
     # -- the connection pool -----------------------------------------------------------------
 
@@ -270,11 +278,15 @@ class OpenAIProvider(Provider):
     def _payload(self, request: ModelRequest, *, stream: bool) -> bytes:
         params = request.params
         body: dict[str, Any] = {**params, "model": self.upstream_model, "messages": request.messages}
-        if request.schema is not None and "response_format" not in params:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.schema},
-            }
+        mode = self.options.structured_output
+        if request.schema is not None and "response_format" not in params and mode != "off":
+            body["response_format"] = (
+                {"type": "json_schema", "json_schema": {"name": "output", "schema": request.schema}}
+                if mode == "json_schema"
+                else {"type": "json_object"}
+            )
+        fmt = body.get("response_format")
+        request.trace.constrained = isinstance(fmt, dict) and fmt.get("type") == "json_schema"
         if stream:
             body["stream"] = True
             options = params.get("stream_options")

@@ -1,0 +1,114 @@
+"""The typed shape of a feature's ``validation:`` key: the structured-output ladder, policy rules,
+deterministic intent rules and the fallback answer.
+
+Kept apart from ``keel.settings`` (which imports these classes) so the Validation layer owns its keys.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StructuredConfig(_Strict):
+    """How a feature's output schema is enforced: constrained decoding → repair → validate → re-ask.
+
+    The first rung is the provider's (a grammar for the local model, ``response_format`` for an
+    OpenAI-compatible server that accepts it); these keys drive the rest.
+    """
+
+    # Put the schema into the system prompt: "auto" when the model cannot constrain its decoding.
+    instruct: Literal["auto", "always", "never"] = "auto"
+    repair: bool = True  # fences, prose around the JSON, trailing commas, truncation (json-repair)
+    reasks: int = Field(3, ge=0, le=5)  # re-asks with the validation errors (the last model of a cascade)
+    # A re-ask is made only while at least this many seconds of the feature's deadline are left.
+    reask_min_seconds: float = Field(1.0, ge=0)
+    max_errors: int = Field(5, ge=1, le=50)  # validation errors quoted in a verdict and a re-ask
+
+
+def _regexes(patterns: list[str]) -> list[str]:
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+    return patterns
+
+
+class BannedTerms(_Strict):
+    """Words or phrases the answer must not contain (matched as whole words)."""
+
+    terms: list[str] = Field(min_length=1)
+    action: Literal["block", "flag", "redact"] = "block"
+    case_sensitive: bool = False
+
+    @field_validator("terms")
+    @classmethod
+    def _not_blank(cls, v: list[str]) -> list[str]:
+        if any(not t.strip() for t in v):
+            raise ValueError("a banned term must not be empty")
+        return v
+
+
+class BannedTopic(_Strict):
+    """A subject the answer must not go into: found by patterns or by enough of its keywords."""
+
+    name: str = Field(min_length=1, max_length=64)
+    patterns: list[str] = Field(default_factory=list)  # regular expressions, searched case-insensitively
+    keywords: list[str] = Field(default_factory=list)  # whole words, case-insensitive
+    min_keywords: int = Field(2, ge=1)  # distinct keywords that must appear for the topic to match
+    action: Literal["block", "flag"] = "block"
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        return _regexes(v)
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> BannedTopic:
+        if not self.patterns and not self.keywords:
+            raise ValueError("a topic needs patterns or keywords")
+        return self
+
+
+class UrlPolicy(_Strict):
+    """Links in the answer must point at allowed hosts (a listed domain or one of its subdomains)."""
+
+    allow: list[str] = Field(default_factory=list)  # e.g. [example.com, docs.python.org]; [] allows none
+    schemes: list[str] = Field(default_factory=lambda: ["https", "http"])
+    action: Literal["block", "flag", "redact"] = "redact"
+
+
+class LengthPolicy(_Strict):
+    """Bounds on the answer's size, in characters and words."""
+
+    max_chars: int | None = Field(None, gt=0)
+    max_words: int | None = Field(None, gt=0)
+    min_chars: int | None = Field(None, ge=0)
+    # truncate: cut a too-long answer at its last sentence end within the limit (text answers only)
+    action: Literal["block", "flag", "truncate"] = "block"
+
+
+class PolicyConfig(_Strict):
+    """Policy checks on the answer; each is a stage with its own reason codes."""
+
+    banned_terms: BannedTerms | None = None
+    banned_topics: list[BannedTopic] = Field(default_factory=list)
+    urls: UrlPolicy | None = None
+    length: LengthPolicy | None = None
+
+
+class ValidationConfig(_Strict):
+    """The Validation layer's settings for one feature."""
+
+    structured: StructuredConfig = StructuredConfig()
+    policy: PolicyConfig = PolicyConfig()
+    # The answer sent when validation refuses the model's answer (after every re-ask): a JSON value
+    # that satisfies the feature's schema, or text for a feature without one. None: a clear error.
+    fallback: Any = None
