@@ -101,3 +101,10 @@ def test_store_resolves_ids_prefixes_and_latest(tmp_path: Path) -> None:
             store.resolve("latest~x")
         with pytest.raises(ConfigError, match="no eval run 'cccc'"):
             store.resolve("cccc")
+
+
+def test_a_yaml_mistake_is_one_line_naming_where(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("feature: support\ncases:\n  - {input: Where is it?, expected: x}\n")
+    with pytest.raises(ConfigError) as err:
+        load_suite(tmp_path / "s.yaml")
+    assert "\n" not in str(err.value) and "s.yaml: invalid YAML: line 3, column " in str(err.value)

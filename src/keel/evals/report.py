@@ -20,7 +20,7 @@ font-size:12px;white-space:pre-wrap;max-width:330px}.charts{display:flex;gap:2re
 
 
 def _fmt(v: float, pct: bool) -> str:
-    return f"{v * 100:.1f}%" if pct else f"{v:.3f}"
+    return f"{v * 100:.1f}%" if pct else f"{v:.4g}"
 
 
 def _ci(d: Delta, pct: bool = False, unit: str = "") -> str:
@@ -33,9 +33,9 @@ def _ci(d: Delta, pct: bool = False, unit: str = "") -> str:
 
 def bars(title: str, rows: list[tuple[str, float, float]], *, pct: bool = False, unit: str = "") -> str:
     """Grouped bars, A grey and B blue, one group per row; values labelled."""
-    width, row_h, left = 420, 46, 110
+    width, row_h, left = 460, 46, 100
     top = max([1e-12, *(max(a, b) for _, a, b in rows)])
-    scale = (width - left - 70) / top
+    scale = (width - left - 120) / top
     parts = [
         f'<svg width="{width}" height="{row_h * len(rows) + 34}" role="img" aria-label="{escape(title)}">'
     ]
@@ -47,7 +47,7 @@ def bars(title: str, rows: list[tuple[str, float, float]], *, pct: bool = False,
             w = max(1.0, v * scale)
             yy = y + j * 18
             parts.append(f'<rect x="{left}" y="{yy}" width="{w:.1f}" height="15" fill="{colour}"/>')
-            value = f"{'AB'[j]}: {_fmt(v, pct)}{unit}" if pct or unit else f"{'AB'[j]}: {v:.4g}"
+            value = f"{'AB'[j]}: {_fmt(v, pct)}{unit}"
             parts.append(f'<text x="{left + w + 4:.1f}" y="{yy + 12}" font-size="11">{escape(value)}</text>')
     parts.append("</svg>")
     return "".join(parts)

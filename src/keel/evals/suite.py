@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from keel.errors import ConfigError
+from keel.prompts.template import yaml_problem
 
 NEGATABLE = frozenset(
     {"equals", "contains", "icontains", "regex", "json-schema", "is-json", "similar", "llm-rubric", "python"}
@@ -129,7 +130,9 @@ def load_suite(path: Path) -> Suite:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: eval suite not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the eval suite: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'feature' and 'cases' or 'dataset'")

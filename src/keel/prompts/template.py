@@ -180,7 +180,7 @@ def parse_prompt(raw_text: str, *, name: str, where: str, number: int | None = N
     try:
         raw = yaml.safe_load(raw_text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'system' and/or 'user' templates")
     try:
@@ -238,6 +238,14 @@ def _compile(path: str, part: str, text: str | None, variables: dict[str, Variab
             f"declare them under 'variables'"
         )
     return template
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (PyYAML's own message spans several)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def check_schema(schema: dict[str, Any], *, where: str) -> None:
