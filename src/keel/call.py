@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from keel.context.citations import Citation, Source, cite, sources_of
 from keel.errors import KeelError
 
 Message = dict[str, Any]
@@ -209,6 +210,8 @@ class Result:
     verdicts: tuple[Verdict, ...]
     timings: dict[str, float]
     completion: Completion | None
+    sources: tuple[Source, ...] = ()  # what the Context layer put into the prompt, numbered
+    citations: tuple[Citation, ...] = ()  # the sources the answer cites with [n]
 
     @classmethod
     def from_call(cls, call: Call) -> Result:
@@ -227,4 +230,6 @@ class Result:
             verdicts=tuple(call.verdicts),
             timings=dict(call.timings),
             completion=comp,
+            sources=tuple(sources_of(call.chunks)),
+            citations=tuple(cite(call.text, call.chunks)),
         )

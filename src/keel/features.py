@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.context.build import context_stages
 from keel.errors import ConfigError, KeelError
 from keel.evals.live import LiveScoreStage
 from keel.evals.review_stage import ReviewSampler
@@ -87,6 +88,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
             **fc.variables,
         }
         stages[Layer.LLM].append(PromptStage(source or prompt, variables))
+    context = context_stages(fc, settings, runtime.index, runtime.embedder)
+    stages[Layer.CONTEXT] += context.context
     # Limits and budgets count the rendered prompt, so they come after it.
     rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     budget = BudgetStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
@@ -96,6 +99,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         stages[Layer.LLM] += [tools.confirm] if tools.confirm is not None else []
         stages[Layer.VALIDATION].append(tools.check)  # before the schema: an answer of tool calls has no text
     stages[Layer.VALIDATION] += validation.checks
+    stages[Layer.VALIDATION] += context.validation  # flags citations of sources the prompt never had
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
     if budget is not None:
         stages[Layer.MONITORING].append(BudgetSettleStage())

@@ -11,7 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from keel.config import load_config
+from keel.context import build as context
 from keel.context.embed import Embedder, build_embedder
+from keel.context.index import Index, open_index
 from keel.evals.review import ReviewQueue, open_review_queue
 from keel.features import Feature, build_feature
 from keel.keystore import KeyDirectory, key_directory
@@ -52,7 +54,11 @@ class Runtime:
             return given.get(model.name) or leaf(model, options)
 
         self.state = open_state(s.state)
-        self.embedder: Embedder | None = build_embedder(s) if needs_embedder(s) else None
+        self.embedder: Embedder | None = (
+            build_embedder(s) if needs_embedder(s) or context.needs_embedder(s) else None
+        )
+        # The document index, opened only when a feature retrieves from a collection.
+        self.index: Index | None = open_index(s.index, s.base_dir) if context.needs_index(s) else None
         # Each model: retries around a breaker per deployment, balanced when there are several.
         self.providers: dict[str, Provider] = {
             m.name: build_model(m, s, self.state, make_leaf) for m in s.models if m.name in used
@@ -100,6 +106,8 @@ class Runtime:
         if self.embedder is not None:
             await self.embedder.aclose()
         await self.state.aclose()
+        if self.index is not None:
+            await asyncio.to_thread(self.index.close)
         if self._prompts is not None:
             self._prompts.close()
         await self.monitoring.aclose()

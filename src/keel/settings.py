@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from keel.context.settings import IndexConfig
+from keel.context.settings import IndexConfig, RetrievalConfig
 from keel.evals.review_settings import ReviewSettings
 from keel.evals.settings import LiveScoring
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
@@ -285,6 +285,7 @@ class FeatureConfig(_Strict):
     input: InputGuards = InputGuards()
     output: OutputGuards = OutputGuards()
     tools: list[ToolSpec] | None = None  # None: tools in requests pass through unchecked
+    retrieval: RetrievalConfig | None = None  # keel.context.settings: sources put into the prompt
     validation: ValidationConfig = ValidationConfig()
     scoring: LiveScoring | None = None  # a sample of answered calls scored by assertions (keel.evals.live)
 

@@ -14,11 +14,13 @@ from starlette.types import Receive, Scope, Send
 
 import keel
 from keel.config import Settings, load_config
+from keel.context.embed import build_embedder
 from keel.errors import KeelError, UnknownFeature
 from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.chat import ChatEndpoint
 from keel.server.dashboard import mount_dashboard
+from keel.server.embeddings import EmbeddingsEndpoint
 from keel.server.errors import error_response, install_error_handlers, internal_error
 from keel.server.protocol import request_schema
 
@@ -55,6 +57,9 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         pipeline = Pipeline(settings if settings is not None else load_config())
     s = pipeline.settings
     keyring = KeyRing(pipeline.runtime.keys)
+    # POST /v1/embeddings uses the pipeline's embedder, or its own (a local model loads on first use).
+    own_embedder = pipeline.runtime.embedder is None
+    embedder = pipeline.runtime.embedder or build_embedder(s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +72,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         try:
             yield
         finally:
+            if own_embedder:
+                await embedder.aclose()
             await pipeline.aclose()
 
     app = FastAPI(
@@ -88,6 +95,16 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
             openapi_extra=body_doc,
             include_in_schema=path.startswith("/v1"),
             summary="Create a chat completion (OpenAI-compatible)",
+        )
+
+    embeddings = EmbeddingsEndpoint(embedder, keyring, s.server.max_body_bytes, s.embeddings.model)
+    for path in ("/v1/embeddings", "/embeddings"):
+        app.add_api_route(
+            path,
+            embeddings,
+            methods=["POST"],
+            include_in_schema=path.startswith("/v1"),
+            summary="Create embeddings (OpenAI-compatible) with the configured embedder",
         )
 
     def _model(name: str) -> dict[str, Any]:

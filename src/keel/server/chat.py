@@ -17,6 +17,7 @@ from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.errors import error_response
 from keel.server.protocol import parse_chat_request
+from keel.server.sources import attach_documents, source_fields, source_headers
 from keel.validate.tool_confirm import confirm, pending_confirmation
 
 FEATURE_HEADER = "x-keel-feature"
@@ -67,6 +68,7 @@ class ChatEndpoint:
         )
         if options.get("confirm"):
             confirm(call, options["confirm"])
+        attach_documents(call, feature.config, options.get("documents"))
         return call
 
 
@@ -107,6 +109,7 @@ def _body(result: Result, call: Call) -> dict[str, Any]:
         keel["route"] = call.route
     if result.verdicts:
         keel["verdicts"] = [v.to_dict() for v in result.verdicts]
+    keel.update(source_fields(result))
     pending = pending_confirmation(comp)
     if pending is not None:
         keel["pending_confirmation"] = pending
@@ -122,6 +125,7 @@ def _headers(call: Call) -> dict[str, str]:
     if call.route:
         h["x-keel-route"] = call.route
     h["x-keel-latency-ms"] = f"{call.timings.get('total', 0.0):.3f}"
+    h.update(source_headers(call, answered=True))
     return h
 
 
@@ -131,6 +135,7 @@ def _stream_headers(call: Call) -> dict[str, str]:
         h["x-keel-prompt"] = call.prompt_name
         h["x-keel-prompt-version"] = call.prompt_version or ""
     if call.stream:
+        h.update(source_headers(call, answered=False))
         h["cache-control"] = "no-cache"
         h["x-accel-buffering"] = "no"
     return h

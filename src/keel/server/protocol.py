@@ -30,6 +30,7 @@ class KeelOptions(TypedDict, total=False):
     variables: dict[str, Any]
     metadata: dict[str, str | int | float | bool]
     confirm: str  # confirms a side-effecting tool call held back for confirmation
+    documents: list[dict[str, Any]]  # the call's own sources, for a feature with retrieval
 
 
 @with_config(ConfigDict(extra="allow", strict=True))

@@ -59,7 +59,38 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
     user = next((m for m in reversed(messages) if m.get("role") == "user"), None)
     if user is None:
         return "This is a deterministic answer from the fake upstream."
+    cited = cite_source(messages, text_of(user))
+    if cited is not None:
+        return cited
     return f"You said: {echo(text_of(user))}. This is a deterministic answer from the fake upstream."
+
+
+# keel's packed sources (keel.context.pack): "[n] (source: ...)" and the source's text below it.
+_SOURCE = re.compile(r"^\[(\d+)\] \(source: [^\n]*\)\n(.*?)(?=^\[\d+\] \(source: |\Z)", re.M | re.S)
+_TAG = re.compile(r"<[^>\n]*>")
+_TERM = re.compile(r"\w{3,}")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def cite_source(messages: list[dict[str, Any]], question: str) -> str | None:
+    """With keel's numbered sources in a system message: an answer quoting the source that shares
+    the most words with the question, cited as ``[n]`` (a grounded model's behaviour); else None."""
+    sources = [
+        (int(n), _TAG.sub(" ", body))
+        for m in messages
+        if m.get("role") == "system"
+        for n, body in _SOURCE.findall(text_of(m))
+    ]
+    if not sources:
+        return None
+    asked = set(_TERM.findall(question.lower()))
+
+    def overlap(text: str) -> int:
+        return len(asked & set(_TERM.findall(text.lower())))
+
+    n, body = max(sources, key=lambda s: (overlap(s[1]), -s[0]))
+    sentence = max(_SENTENCE.split(body.strip()), key=overlap)  # the first of the best
+    return f"According to the sources: {echo(sentence)} [{n}]"
 
 
 def pieces(text: str) -> list[str]:

@@ -1,0 +1,64 @@
+"""Retrieval on the gateway: the documents a request brings, and the sources and citations an answer
+carries back (the ``keel`` body field, ``X-Keel-Sources`` and ``X-Keel-Citations``).
+
+- ``keel.sources``: every source the prompt held, ``{"n", "id", "source", ...}``, numbered as the
+  model saw them; ``X-Keel-Sources`` lists them as ``1=docs/a.md#0; 2=docs/b.md#3`` (a stream
+  sends it too: the sources are known before the first token).
+- ``keel.citations``: the sources the answer cites with ``[n]``, in order of first citation;
+  ``X-Keel-Citations`` in the same form (not on streams: the answer is not known yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.call import Call, Result
+from keel.context.citations import Citation, Source, citations_header, cite
+from keel.errors import InvalidRequest
+from keel.settings import FeatureConfig
+
+
+def attach_documents(call: Call, feature: FeatureConfig, documents: Any) -> None:
+    """Put the request's ``keel.documents`` on the call; 400 when its feature does no retrieval."""
+    if documents is None:
+        return
+    if feature.retrieval is None:
+        raise InvalidRequest(
+            f"keel.documents: feature {feature.name!r} does no retrieval (configure retrieval: for it)",
+            param="keel.documents",
+        )
+    call.chunks = list(documents)
+
+
+def _as_citation(s: Source) -> Citation:
+    page = s.chunk.metadata.get("page")
+    return Citation(
+        s.n,
+        s.id,
+        s.chunk.source,
+        s.chunk.title,
+        s.chunk.heading,
+        s.collection,
+        page if isinstance(page, int) else None,
+    )
+
+
+def source_fields(result: Result) -> dict[str, Any]:
+    """``sources`` and ``citations`` for the response's ``keel`` field (nothing without sources)."""
+    if not result.sources:
+        return {}
+    return {
+        "sources": [_as_citation(s).to_dict() for s in result.sources],
+        "citations": [c.to_dict() for c in result.citations],
+    }
+
+
+def source_headers(call: Call, *, answered: bool) -> dict[str, str]:
+    """``x-keel-sources`` (and, once ``answered``, ``x-keel-citations``) for a call with sources."""
+    sources = [c for c in call.chunks if isinstance(c, Source)]
+    if not sources:
+        return {}
+    h = {"x-keel-sources": citations_header([_as_citation(s) for s in sources])}
+    if answered:
+        h["x-keel-citations"] = citations_header(cite(call.text, sources))
+    return h
