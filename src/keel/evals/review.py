@@ -18,13 +18,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from keel.errors import ConfigError, InvalidRequest, KeelError
+from keel.stores.sqlite_migrations import Migration, apply_migrations
 
 if TYPE_CHECKING:
     from keel.settings import Settings
@@ -62,7 +63,6 @@ class ReviewItem:
     source: str = "production"
 
 
-Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
 
 
@@ -115,7 +115,7 @@ class ReviewStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db:
                 db.execute("PRAGMA journal_mode=WAL")
-                _migrate(db)
+                apply_migrations(db, "review", MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"review queue {self.path}: cannot open: {exc}") from None
 
@@ -263,21 +263,6 @@ def _full(row: sqlite3.Row) -> dict[str, Any]:
     item["messages"] = json.loads(item["messages"])
     item["variables"] = json.loads(item["variables"])
     return item
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-    for fn in MIGRATIONS:
-        name = f"review.{fn.__name__}"
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                fn(db)
-                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
 
 def parse_label(body: Any) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import pytest
 
 from keel.evals.suite import Case
 from tests.gateway import http
-from tests.server.browser import artefact_dir, launch, new_page, sign_in
-from tests.server.dashboard_gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, admin_get, start
+from tests.server.dashboard.browser import artefact_dir, sign_in
+from tests.server.dashboard.gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, admin_get, start
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,6 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardGateway]
                 break
             time.sleep(0.1)
         yield d
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser) as pg:
-        yield pg
 
 
 def post(dash: DashboardGateway, path: str, body: Any, key: str = KEY_ADMIN) -> Any:

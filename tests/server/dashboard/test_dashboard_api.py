@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.dashboard_gateway import (
+from tests.server.dashboard.gateway import (
     KEY_BATCH,
     KEY_WEB,
     DashboardGateway,

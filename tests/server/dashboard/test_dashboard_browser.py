@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.server.browser import artefact_dir, launch, new_page, sign_in
-from tests.server.dashboard_gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, start
+from tests.server.dashboard.browser import artefact_dir, sign_in
+from tests.server.dashboard.gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, start
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +22,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardGateway]:
     yield from start(tmp_path_factory.mktemp("dash-ui"), history=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser) as pg:
-        yield pg
 
 
 def series_of(page: Any, chart: str) -> set[str]:
