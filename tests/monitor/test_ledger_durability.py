@@ -16,7 +16,7 @@ from keel.monitor.ledger import Ledger
 from keel.monitor.open import open_ledger
 from keel.testing import FakeUpstream
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real processes, seconds each
 
 CONFIG = """\
 models:
@@ -96,7 +96,7 @@ def test_after_kill_9_only_calls_from_the_last_flush_window_are_missing(
         with openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0) as client:
             start = time.monotonic()
             i = 0
-            while time.monotonic() - start < 4 * flush:
+            while time.monotonic() - start < 5 * flush:
                 answered_at[_ask(client, i)] = time.monotonic()
                 i += 1
         gw.proc.kill()  # SIGKILL: no shutdown hook runs
@@ -106,11 +106,11 @@ def test_after_kill_9_only_calls_from_the_last_flush_window_are_missing(
         gw.stop()
     stored = _stored(ledger_url)
     assert stored <= set(answered_at), "the ledger holds calls nobody made"
-    # A row waits at most one flush window in the queue; its batch takes a moment more to commit.
+    # A row waits at most one flush window in the queue, then its batch takes a moment to commit
+    # (allowed as long again: on a loaded 2-core machine a commit can take most of a second).
     # Anything answered before that is on disk; anything lost was answered within it.
-    grace = flush + 1.0
+    grace = 2 * flush
     old = {cid for cid, at in answered_at.items() if at < killed_at - grace}
     assert old, "the test ran too briefly to have calls older than the flush window"
-    assert old <= stored, f"{len(old - stored)} calls older than {grace}s before the kill were lost"
-    lost = set(answered_at) - stored
-    assert all(answered_at[cid] >= killed_at - grace for cid in lost)
+    lost_ages = sorted(round(killed_at - answered_at[cid], 2) for cid in set(answered_at) - stored)
+    assert old <= stored, f"lost calls answered this many seconds before the kill: {lost_ages[-5:]}"
