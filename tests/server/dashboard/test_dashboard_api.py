@@ -167,3 +167,40 @@ def test_the_open_gateway_serves_the_dashboard_without_a_key(tmp_path: Path) -> 
             assert reply.status == 200
             assert reply.json()["totals"]["calls"] == 0
             assert reply.json()["budgets"] == []
+
+
+def test_a_gateway_on_a_postgresql_ledger_charts_its_calls(tmp_path: Path) -> None:
+    import openai
+
+    from keel.testing import FakeUpstream
+    from tests.gateway import Gateway, http
+    from tests.monitor.postgres_helpers import fresh_schema
+
+    with fresh_schema() as url, FakeUpstream() as fake:
+        (tmp_path / "keel.yaml").write_text(
+            f"models: [{{name: m, provider: openai, base_url: '{fake.base_url}',"
+            " price: {input_per_mtok: 1, output_per_mtok: 2}}]\n"
+            "features: [{name: chat, model: m}, {name: other, model: m}]\n"
+            f"ledger: {{url: '{url}', flush_interval: 0.05}}\nstorage: {{path: keel.db}}\n"
+        )
+        with (
+            Gateway(tmp_path / "keel.yaml") as gw,
+            openai.OpenAI(base_url=gw.base_url, api_key="x") as client,
+        ):
+            for feature in ("chat", "chat", "other"):
+                client.chat.completions.create(model=feature, messages=[{"role": "user", "content": "hi"}])
+            deadline = time.monotonic() + 10
+            while True:
+                data = http("GET", gw.url + "/dashboard/api/overview?range=1h").json()
+                if data["totals"]["calls"] == 3 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert data["totals"]["calls"] == 3
+            assert data["totals"]["cost_usd"] > 0
+            per_feature: dict[str, int] = {}
+            for r in data["series"]:  # the calls may straddle a minute: several buckets
+                per_feature[r["feature"]] = per_feature.get(r["feature"], 0) + r["calls"]
+            assert per_feature == {"chat": 2, "other": 1}
+            assert data["latency"]["layers"]["total"]["n"] == 3
+            calls = http("GET", gw.url + "/dashboard/api/calls?range=1h&feature=other").json()["calls"]
+            assert [c["feature"] for c in calls] == ["other"]
