@@ -12,6 +12,7 @@ import pytest
 from keel import Call, Pipeline, Settings
 from keel.call import Status
 from keel.errors import OutputRejected, PayloadTooLarge, UnknownFeature, UpstreamTimeout
+from keel.llm.canary import canary_token, marker
 from keel.testing.scripted import ScriptedProvider
 
 pytestmark = pytest.mark.unit
@@ -67,7 +68,7 @@ def test_a_call_passes_every_layer_and_is_recorded(make_settings: MakeSettings) 
     assert result.text == "Hello there"
     sent = provider.requests[0]
     assert sent.messages == [
-        {"role": "system", "content": "You are the Acme helper."},
+        {"role": "system", "content": "You are the Acme helper." + marker(canary_token("support"))},
         {"role": "user", "content": "hi"},
     ]
     assert sent.params == {"temperature": 0.3, "max_tokens": 64}

@@ -13,6 +13,7 @@ from keel.context.build import context_stages
 from keel.errors import ConfigError, KeelError
 from keel.evals.live import LiveScoreStage
 from keel.evals.review_stage import ReviewSampler
+from keel.guards import build_guards
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.cache import build_cache
@@ -30,6 +31,7 @@ from keel.prompts.source import PromptSource
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Layer, Stage
 from keel.validate.build import ValidationPlan, build_validation, output_schema
+from keel.validate.leakage import LeakageStage
 from keel.validate.tools import ToolStages
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ class Feature:
     validation: ValidationPlan = field(default_factory=ValidationPlan)
     prompt_source: PromptSource | None = None  # when the prompt follows registry labels
     tools: ToolStages | None = None  # the declared tools' checks, when the feature declares tools
+    leakage: LeakageStage | None = None  # output leakage checks, also run on each streamed piece
 
     @property
     def name(self) -> str:
@@ -79,6 +82,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
+    guards = build_guards(fc, where=f"{settings.source}: features[{index}]")
+    stages[Layer.INPUT] += guards.input
     tools = ToolStages.for_feature(fc, runtime.state, where=f"{settings.source}: features[{index}]")
     if tools is not None:
         stages[Layer.INPUT].append(tools.request)
@@ -90,6 +95,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         stages[Layer.LLM].append(PromptStage(source or prompt, variables))
     context = context_stages(fc, settings, runtime.index, runtime.embedder)
     stages[Layer.CONTEXT] += context.context
+    stages[Layer.LLM] += guards.llm  # the canary goes into the rendered system prompt
     # Limits and budgets count the rendered prompt, so they come after it.
     rate = RateLimitStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
     budget = BudgetStage.for_feature(fc, settings, runtime.state, primary, runtime.keys.by_name)
@@ -98,6 +104,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     if tools is not None:
         stages[Layer.LLM] += [tools.confirm] if tools.confirm is not None else []
         stages[Layer.VALIDATION].append(tools.check)  # before the schema: an answer of tool calls has no text
+    if guards.leakage is not None:
+        stages[Layer.VALIDATION].append(guards.leakage)  # before the schema parses the redacted text
     stages[Layer.VALIDATION] += validation.checks
     stages[Layer.VALIDATION] += context.validation  # flags citations of sources the prompt never had
     stages[Layer.MONITORING].append(CostStage({m.name: m.price for m in settings.models}))
@@ -113,7 +121,7 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         sampler = ReviewSampler(runtime.review, settings.review.sample)
         stages[Layer.INPUT].append(sampler.snapshot)  # last: the messages as the Input layer left them
         stages[Layer.MONITORING].append(sampler.record)
-    return Feature(
+    feature = Feature(
         config=fc,
         model=model,
         provider=provider,
@@ -126,7 +134,11 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
         validation=validation,
         prompt_source=source,
         tools=tools,
+        leakage=guards.leakage,
     )
+    if guards.leakage is not None:
+        guards.leakage.live = not feature.holds_stream
+    return feature
 
 
 def _llm_stack(

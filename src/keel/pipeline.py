@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any
 
 from keel.call import Action, Call, Completion, Result, Spend, Status, Usage, Verdict
-from keel.errors import CallCancelled, KeelError, OutputRejected, UnknownFeature
+from keel.errors import CallCancelled, KeelError, OutputRejected, UnknownFeature, UpstreamError
 from keel.features import Feature
+from keel.input.restore import restore_result
 from keel.llm.providers import ModelRequest, Provider, Trace
 from keel.llm.providers.base import Chunk
 from keel.llm.replay import completion_chunks
@@ -28,6 +29,7 @@ from keel.llm.tokens import message_text
 from keel.runtime import Runtime
 from keel.settings import Settings
 from keel.stage import Layer
+from keel.validate.stream_guard import StreamGuard, guard_for
 
 
 class Pipeline:
@@ -103,7 +105,7 @@ class Pipeline:
             if not done and call.error is None:
                 _fail(call, KeelError("internal error"))  # a bug: still recorded, with its own status
             await self._finish(call, feature, t0)
-        return Result.from_call(call)
+        return restore_result(Result.from_call(call), call.vault)  # originals only for the caller
 
     async def open_stream(self, call: Call) -> AsyncIterator[Chunk]:
         """Run up to the model's first chunk, then return the stream of chunks (validated before they go)."""
@@ -115,7 +117,7 @@ class Pipeline:
         opened = False
         try:
             await self._prepare(call, feature)
-            if feature.holds_stream:
+            if feature.holds_stream or call.completion is not None:  # held, or answered by a rule
                 held = await self._answer(call, feature, deadline, stream=True)
             else:
                 t_llm = perf_counter()
@@ -133,9 +135,9 @@ class Pipeline:
                 if call.error is None:
                     _fail(call, KeelError("internal error"))
                 await self._finish(call, feature, t0)
-        if feature.holds_stream:
+        if feature.holds_stream or call.completion is not None:
             await self._finish(call, feature, t0)
-            return _replay(held, call)
+            return _replay(held, call, guard_for(call, feature.leakage, live=False))
         return self._relay(call, feature, chunks, first, request.trace, t0, t_llm)
 
     # -- the LLM and Validation layers ---------------------------------------------------------
@@ -218,7 +220,9 @@ class Pipeline:
         """Pass a live stream on, then validate and record what it added up to."""
         acc = StreamAccumulator()
         want_usage = _wants_usage(call)
+        guard = guard_for(call, feature.leakage, live=True)
         done = False
+        last: Chunk | None = None
         try:
             chunk = first
             while chunk is not None:
@@ -226,8 +230,11 @@ class Pipeline:
                 if call.ttft_ms is None and chunk.get("choices"):
                     call.ttft_ms = (perf_counter() - t0) * 1000
                 if want_usage or chunk.get("choices") or not chunk.get("usage"):
-                    yield chunk
+                    yield chunk if guard is None else guard.apply(chunk)
+                last = chunk
                 chunk = await anext(chunks, None)
+            if guard is not None and (rest := guard.finish(last)) is not None:
+                yield rest
             self._settle(call, feature, acc.completion(), trace)
             call.timings["llm"] = call.timings.get("llm", 0.0) + (perf_counter() - t_llm) * 1000
             await self._layer(feature, Layer.VALIDATION, call)
@@ -235,6 +242,14 @@ class Pipeline:
                 yield _usage_chunk(acc.id, acc.created, acc.model, call.usage)
             done = True
         except KeelError as exc:
+            if guard is not None and isinstance(exc, UpstreamError):
+                # The upstream failed midway: what it sent before goes out (checked) ahead of the error.
+                try:
+                    rest = guard.finish(last)
+                except KeelError:
+                    rest = None  # blocked: recorded, and nothing more is sent
+                if rest is not None:
+                    yield rest
             _fail(call, exc)
             raise
         except (asyncio.CancelledError, GeneratorExit):
@@ -366,7 +381,7 @@ def _wants_usage(call: Call) -> bool:
     return bool((call.params.get("stream_options") or {}).get("include_usage"))
 
 
-async def _replay(held: list[Chunk], call: Call) -> AsyncIterator[Chunk]:
+async def _replay(held: list[Chunk], call: Call, guard: StreamGuard | None) -> AsyncIterator[Chunk]:
     """A held stream, released after validation (with the usage chunk only if it was asked for)."""
     want_usage = _wants_usage(call)
     saw_usage = False
@@ -375,7 +390,9 @@ async def _replay(held: list[Chunk], call: Call) -> AsyncIterator[Chunk]:
         last = chunk
         if chunk.get("choices") or want_usage:
             saw_usage = saw_usage or bool(chunk.get("usage"))
-            yield chunk
+            yield chunk if guard is None else guard.apply(chunk)
+    if guard is not None and (rest := guard.finish(last)) is not None:
+        yield rest
     if want_usage and not saw_usage and last is not None:
         yield _usage_chunk(last.get("id"), last.get("created"), last.get("model") or "", call.usage)
 

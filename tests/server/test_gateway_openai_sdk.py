@@ -46,7 +46,9 @@ def test_the_upstream_sees_the_rendered_prompt_and_the_configured_key(
     client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hello"}])
     seen = gateway.fake.stats()["last_request"]  # type: ignore[attr-defined]
     assert seen["body"]["model"] == "gpt-4o-mini"
-    assert seen["body"]["messages"][0] == {"role": "system", "content": "You are the support bot of Acme."}
+    system = seen["body"]["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith("You are the support bot of Acme.")
+    assert "<!-- keel-canary-" in system["content"]  # output.canary is on by default
     assert seen["headers"]["authorization"] == "Bearer upstream-secret"
 
 
