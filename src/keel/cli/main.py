@@ -19,6 +19,7 @@ from keel.cli import (
     keys,
     loadtest,
     prompts,
+    review,
     serve,
     tail,
     usage,
@@ -48,6 +49,7 @@ for module in (
     eval,
     audit,
     loadtest,
+    review,
 ):
     module.register(app)
 
