@@ -14,6 +14,7 @@ from keel.errors import ConfigError, KeelError
 from keel.evals.live import LiveScoreStage
 from keel.evals.review_stage import ReviewSampler
 from keel.guards import build_guards
+from keel.input.injection import InjectionStage
 from keel.input.limits import LimitsStage
 from keel.input.normalize import NormalizeStage
 from keel.llm.cache import build_cache
@@ -82,6 +83,8 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
+    injection = InjectionStage.for_feature(fc, runtime.providers)
+    stages[Layer.INPUT] += [injection] if injection is not None else []
     guards = build_guards(fc, where=f"{settings.source}: features[{index}]")
     stages[Layer.INPUT] += guards.input
     tools = ToolStages.for_feature(fc, runtime.state, where=f"{settings.source}: features[{index}]")

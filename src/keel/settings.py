@@ -295,8 +295,10 @@ class FeatureConfig(_Strict):
         return _check_name(v)
 
     def models_used(self) -> list[str]:
-        """Every model this feature may call: primary, fallbacks and routes."""
+        """Every model this feature may call: primary, fallbacks, routes and the injection judge."""
         names = [self.model, *self.fallbacks]
+        if self.input.injection.judge is not None:
+            names.append(self.input.injection.judge)
         r = self.routing
         if r is not None:
             names += [rule.model for rule in r.rules]

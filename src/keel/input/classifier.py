@@ -44,13 +44,13 @@ _MEMO_MAX, _MEMO_LEN = 100_000, 32
 
 
 def _token_hashes(tok: str) -> tuple[int, ...]:
-    b = tok.encode()
+    b = tok.encode("utf-8", "surrogatepass")
     out = [crc32(b, _WORD)]
     if tok[0].isalpha():
         padded = f"<{tok[:_NGRAM_WORD]}>"
         for n in (3, 4):
             for i in range(len(padded) - n + 1):
-                out.append(crc32(padded[i : i + n].encode(), _GRAM))
+                out.append(crc32(padded[i : i + n].encode("utf-8", "surrogatepass"), _GRAM))
     return tuple(out)
 
 

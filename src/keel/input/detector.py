@@ -48,15 +48,6 @@ class Detection:
     windows: tuple[Window, ...]
     text: str  # the cleaned text the spans refer to
 
-    def stripped(self, threshold: float, marker: str) -> str:
-        """The cleaned text with every window scoring ``threshold`` or more replaced by ``marker``."""
-        out, pos = [], 0
-        for w in self.windows:
-            if w.score >= threshold:
-                out += [self.text[pos : w.start], marker]
-                pos = w.end
-        out.append(self.text[pos:])
-        return "".join(out)
 
 
 def windows(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
@@ -116,6 +107,30 @@ class Detector:
     def score(self, text: str) -> float:
         """Only the score of ``text``."""
         return self.scan(text).score
+
+    def strip(self, det: Detection, threshold: float, marker: str) -> str:
+        """The scanned text with what scores ``threshold`` or more replaced by ``marker``.
+
+        Within a window at or over the threshold, each sentence is scored alone and only those
+        over it are removed; when none is on its own (an attack spread over several sentences),
+        the whole window goes.
+        """
+        out, pos = [], 0
+        latin = True if det.text.isascii() else latin_dominant(det.text)
+        for w in det.windows:
+            if w.score < threshold:
+                continue
+            spans = [
+                (a, b)
+                for a, b in windows(det.text[w.start : w.end], 1)
+                if self._window(det.text, w.start + a, w.start + b, latin).score >= threshold
+            ]
+            for a, b in spans or [(0, w.end - w.start)]:
+                end = w.start + len(det.text[w.start + a : w.start + b].rstrip()) + a
+                out += [det.text[pos : w.start + a], marker]
+                pos = end  # the whitespace after a removed sentence stays
+        out.append(det.text[pos:])
+        return "".join(out)
 
     def _window(self, text: str, start: int, end: int, latin: bool) -> Window:
         vs, hits = read(text[start:end], latin=latin)

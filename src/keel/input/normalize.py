@@ -22,6 +22,7 @@ _INVISIBLE = re.compile(
     "\u3164\ufeff\uffa0\ufff9-\ufffb"  # fillers, BOM / zero-width no-break space, annotation controls
     "\U000e0000-\U000e007f"  # tag characters (invisible ASCII smuggling)
     "\U000e0100-\U000e01ef"  # variation selectors supplement (byte smuggling)
+    "\ud800-\udfff"  # lone surrogates (undecodable bytes a library caller passed on): not text at all
     "]+"
 )
 
