@@ -49,7 +49,6 @@ class Detection:
     text: str  # the cleaned text the spans refer to
 
 
-
 def windows(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
     """``text`` cut at sentence boundaries or newlines into spans of about ``size`` characters."""
     if len(text) <= size:
