@@ -148,7 +148,7 @@ def test_no_value_reaches_the_logs(
     caplog.set_level(logging.DEBUG)
     _run(_settings(make_settings, "{action: redact, restore: true}"), ScriptedProvider("m", _echo), PROMPT)
     logged = "\n".join(r.getMessage() + str(r.args) for r in caplog.records)
-    for value in (EMAIL, PHONE, CARD, "4111"):
+    for value in (EMAIL, PHONE, CARD, "jane.roe", "555-0132"):
         assert value not in logged
 
 
@@ -162,3 +162,29 @@ def test_output_pii_checks_leave_the_callers_own_stand_ins_to_be_restored(
     )
     result = _run(make_settings(config), provider, f"my mail is {EMAIL}")
     assert result.text == f"Noted: my mail is {EMAIL} and [REDACTED_EMAIL]"
+
+
+def test_traces_with_content_see_placeholders_never_the_values(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from keel.monitor.otel import OTelTracer
+    from keel.monitor.settings import TracingSettings
+
+    exporter = InMemorySpanExporter()
+    tracer = OTelTracer(TracingSettings(include_content=True), exporter=exporter, batch=False)
+    settings = _settings(make_settings, "{action: redact, restore: true}")
+
+    async def go() -> Any:
+        async with Pipeline(settings, providers={"m": ScriptedProvider("m", _echo)}) as p:
+            p.runtime.tracer = tracer
+            return await p.run(Call(feature="f", messages=[{"role": "user", "content": PROMPT}]))
+
+    result = asyncio.run(go())
+    tracer.shutdown()
+    spans = " ".join(s.to_json() for s in exporter.get_finished_spans())
+    assert result.text == "You wrote: " + PROMPT  # the caller has its values back
+    assert "<EMAIL_1>" in spans and "<CREDIT_CARD_1>" in spans  # the trace has the content...
+    for value in (EMAIL, PHONE, CARD, "jane.roe", "555-0132"):
+        assert value not in spans  # ...but never the values
