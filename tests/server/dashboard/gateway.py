@@ -20,6 +20,7 @@ from keel.testing import FakeUpstream
 from tests.gateway import Gateway, http
 
 PROMPT = "system: 'You are the support bot of {{ product }}.'\nvariables: {product: {default: Acme}}\n"
+EMAIL = "jane.doe@example.com"
 KEY_WEB = "sk-dash-web"
 KEY_BATCH = "sk-dash-batch"
 KEY_ADMIN = "sk-dash-admin"
@@ -48,6 +49,7 @@ features:
     routing: {rules: [{when: {pattern: "(?i)^quick"}, model: small}]}
     budget: {usd_per_day: 0.05}
     limits: {max_input_chars: 400}
+    input: {pii: {action: redact, restore: true}}
   - name: extract
     model: small
     schema:
@@ -116,8 +118,12 @@ def send_traffic(gw: Gateway) -> Traffic:
             web.chat.completions.create(
                 model="support", messages=[{"role": "user", "content": f"quick question number {i}"}]
             )
-        calls["support"] += 10
-        keys["web"] += 10
+        reply = web.chat.completions.create(  # the model sees <EMAIL_1>; the caller gets the address back
+            model="support", messages=[{"role": "user", "content": f"My e-mail is {EMAIL}, any news?"}]
+        )
+        assert EMAIL in (reply.choices[0].message.content or "")
+        calls["support"] += 11
+        keys["web"] += 11
         with pytest.raises(openai.APIStatusError) as refused:
             web.chat.completions.create(model="support", messages=[{"role": "user", "content": "x" * 500}])
         assert refused.value.status_code == 413

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,9 @@ from tests.server.dashboard.gateway import (
     KEY_WEB,
     DashboardGateway,
     admin_get,
-    start,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardGateway]:
-    yield from start(tmp_path_factory.mktemp("dash-api"))
 
 
 def test_the_api_needs_an_admin_key(dash: DashboardGateway) -> None:

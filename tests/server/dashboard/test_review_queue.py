@@ -4,8 +4,6 @@ browser (Debian's Chromium via Playwright), and the labels export as eval-suite 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +12,9 @@ import pytest
 from keel.evals.suite import Case
 from tests.gateway import http
 from tests.server.dashboard.browser import artefact_dir, sign_in
-from tests.server.dashboard.gateway import KEY_ADMIN, KEY_WEB, DashboardGateway, admin_get, start
+from tests.server.dashboard.gateway import EMAIL, KEY_ADMIN, KEY_WEB, DashboardGateway, admin_get
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardGateway]:
-    for d in start(tmp_path_factory.mktemp("review")):
-        deadline = time.monotonic() + 10  # the queue is written every 0.5 s, off the request path
-        while time.monotonic() < deadline:
-            counts = admin_get(d.gw, "/dashboard/api/review/items").json()["counts"]
-            if counts["pending"] >= d.traffic.calls["support"] - 1:
-                break
-            time.sleep(0.1)
-        yield d
 
 
 def post(dash: DashboardGateway, path: str, body: Any, key: str = KEY_ADMIN) -> Any:
@@ -50,6 +36,18 @@ def test_answered_calls_of_sampled_features_wait_for_review(dash: DashboardGatew
     assert item["messages"] == [{"role": "user", "content": "How do I reset my password? (0)"}]
     assert item["answer"]
     assert (item["feature"], item["key_id"], item["model"]) == ("support", "web", "large")
+
+
+def test_personal_data_redacted_by_the_input_guard_stays_redacted_in_the_queue(
+    dash: DashboardGateway,
+) -> None:
+    items = admin_get(dash.gw, "/dashboard/api/review/items?limit=100").json()["items"]
+    bodies = [admin_get(dash.gw, f"/dashboard/api/review/items/{i['id']}") for i in items]
+    assert not any(EMAIL.encode() in b.body for b in bodies)
+    redacted = [b.json() for b in bodies if b"<EMAIL_1>" in b.body]
+    assert len(redacted) == 1
+    assert redacted[0]["messages"] == [{"role": "user", "content": "My e-mail is <EMAIL_1>, any news?"}]
+    assert "<EMAIL_1>" in redacted[0]["answer"]  # the answer as the model gave it, before the restore
 
 
 def test_only_admins_may_read_or_label(dash: DashboardGateway) -> None:
