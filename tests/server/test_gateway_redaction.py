@@ -112,7 +112,7 @@ def test_a_secret_in_the_answer_is_redacted(client: openai.OpenAI) -> None:
     assert "[REDACTED_SECRET]" in (reply.choices[0].message.content or "")
 
 
-def test_an_answer_repeating_the_canary_is_withheld(client: openai.OpenAI) -> None:
+def test_an_answer_repeating_the_canary_is_withheld(gateway: Gateway, client: openai.OpenAI) -> None:
     token = canary_token("plain", GUARD_SECRET.encode())
     messages: Any = [
         {"role": "system", "content": "You are a careful assistant."},
@@ -122,6 +122,9 @@ def test_an_answer_repeating_the_canary_is_withheld(client: openai.OpenAI) -> No
         client.chat.completions.create(model="plain", messages=messages)
     body: Any = err.value.body
     assert err.value.status_code == 502 and body["code"] == "output_canary_leaked"
+    call_id = err.value.response.headers.get("x-keel-call-id")
+    rows = ledger_rows(gateway, call_id) if call_id else ledger_rows(gateway)
+    assert any(r["status"] == "blocked" and "output.canary_leaked" in r["verdicts"] for r in rows)
     chunks = client.chat.completions.create(model="plain", messages=messages, stream=True)
     seen: list[str] = []
     with pytest.raises(openai.APIError, match="canary"):
