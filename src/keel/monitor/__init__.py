@@ -1,9 +1,11 @@
-"""The Monitoring layer: the usage ledger, its batching writer and the usage report."""
+"""The Monitoring layer: the usage ledger (SQLite or PostgreSQL), its batching writer, the usage
+report, prices, Prometheus metrics, OpenTelemetry traces and alert rules."""
 
 from __future__ import annotations
 
 from keel.errors import LedgerWriteError
-from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, LedgerWriter, WriterStats
+from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, LedgerWriter, TailPage, VerdictStats, WriterStats
+from keel.monitor.open import open_ledger
 from keel.monitor.sqlite_ledger import SQLiteLedger
 from keel.monitor.usage import UsageSummary, parse_since
 
@@ -14,7 +16,10 @@ __all__ = [
     "LedgerWriteError",
     "LedgerWriter",
     "SQLiteLedger",
+    "TailPage",
     "UsageSummary",
+    "VerdictStats",
     "WriterStats",
+    "open_ledger",
     "parse_since",
 ]
