@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from keel.context.settings import IndexConfig, RetrievalConfig
 from keel.evals.review_settings import ReviewSettings
-from keel.evals.settings import LiveScoring
+from keel.evals.settings import EvalsSettings, LiveScoring
 from keel.monitor.settings import AlertSettings, LedgerSettings, TracingSettings
 from keel.prompts.settings import PromptsSettings
 from keel.validate.settings import ValidationConfig
@@ -373,6 +373,7 @@ class Settings(_Strict):
     index: IndexConfig = IndexConfig()  # keel.context.settings: where retrieved documents live
     prompts_dir: Path = Path("prompts")
     prompts: PromptsSettings = PromptsSettings()
+    evals: EvalsSettings = EvalsSettings()
     source: str = Field("<default>", exclude=True)  # the file this came from, for messages
     base_dir: Path = Field(Path("."), exclude=True)  # relative paths resolve against this
 

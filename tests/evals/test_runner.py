@@ -12,7 +12,7 @@ import pytest
 from keel.config import Settings
 from keel.errors import ConfigError, UpstreamError
 from keel.evals.runner import Runner, targets
-from keel.evals.store import EvalStore
+from keel.evals.store import SQLiteEvalStore
 from keel.evals.suite import load_suite
 from keel.llm.providers import ModelRequest
 from keel.llm.providers.base import Provider
@@ -74,7 +74,7 @@ def test_one_run_per_model_graded_by_the_judge_and_cached(
 
     real = runner_module.Pipeline
     monkeypatch.setattr(runner_module, "Pipeline", lambda s: real(s, providers=providers))
-    with EvalStore(settings.db_path) as store:
+    with SQLiteEvalStore(settings.db_path) as store:
         runner = Runner(suite, settings, store, concurrency=2)
         runs = [
             asyncio.run(runner.run(t))

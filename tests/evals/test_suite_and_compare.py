@@ -9,7 +9,7 @@ import pytest
 from keel.errors import ConfigError
 from keel.evals.compare import compare
 from keel.evals.report import render_html
-from keel.evals.store import CaseResult, EvalStore, Run
+from keel.evals.store import CaseResult, Run
 from keel.evals.suite import load_suite
 
 pytestmark = pytest.mark.unit
@@ -87,20 +87,6 @@ def test_runs_without_common_cases_cannot_be_compared() -> None:
     other = Run("x", "s", "support", None, "m", 0.0, [CaseResult("zz", True, 1.0, "", 1, 0, False, None, [])])
     with pytest.raises(ConfigError, match="no case in common"):
         compare(_run("a", [True]), other)
-
-
-def test_store_resolves_ids_prefixes_and_latest(tmp_path: Path) -> None:
-    with EvalStore(tmp_path / "k.db") as store:
-        store.save(_run("aaaa1111", [True]))
-        store.save(_run("bbbb2222", [False]))
-        assert store.resolve("latest") == "bbbb2222" and store.resolve("latest~1") == "aaaa1111"
-        assert store.load("aaaa").results[0].passed
-        with pytest.raises(ConfigError, match="no eval run 'latest~5'"):
-            store.resolve("latest~5")
-        with pytest.raises(ConfigError, match="bad run reference"):
-            store.resolve("latest~x")
-        with pytest.raises(ConfigError, match="no eval run 'cccc'"):
-            store.resolve("cccc")
 
 
 def test_a_yaml_mistake_is_one_line_naming_where(tmp_path: Path) -> None:

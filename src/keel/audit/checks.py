@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from keel.errors import KeelError
-from keel.evals.store import EvalStore
+from keel.evals.store import eval_store_target, open_eval_store
 from keel.monitor.open import describe, is_missing, ledger_target, open_ledger
 from keel.settings import FeatureConfig, Settings
 
@@ -85,8 +85,9 @@ def accuracy(fc: FeatureConfig, prompt_schema: bool, settings: Settings, opts: A
         "; ".join(checks) if checks else "no output schema and no live scoring (schema:, scoring:)",
     )
     runs = []
-    if settings.db_path.exists():
-        with EvalStore(settings.db_path) as store:
+    target = eval_store_target(settings)
+    if not isinstance(target, Path) or target.exists():
+        with open_eval_store(target) as store:
             runs = [r for r in store.runs(limit=200) if r["feature"] == fc.name]
     if not runs:
         rate = Finding(

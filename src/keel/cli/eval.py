@@ -19,7 +19,7 @@ from keel.errors import ConfigError
 from keel.evals.compare import Comparison, Delta, compare
 from keel.evals.report import render_html
 from keel.evals.runner import Runner, targets
-from keel.evals.store import EvalStore, Run, result_dict
+from keel.evals.store import Run, eval_store_target, open_eval_store, result_dict
 from keel.evals.suite import load_suite
 
 app = typer.Typer(help="Evals: run suites against features, prompt versions and models; compare runs.")
@@ -57,7 +57,7 @@ def run(
     settings = settings_from(config)
     chosen = targets(suite, settings, prompt=prompt, models=model or [])
     runs: list[Run] = []
-    with EvalStore(settings.db_path) as store:
+    with open_eval_store(eval_store_target(settings)) as store:
         runner = Runner(suite, settings, store, concurrency=concurrency, use_cache=not no_cache)
         for target in chosen:
             with progress_bar(f"{suite.name} · {target.model}") as bar:
@@ -145,7 +145,7 @@ def compare_runs(
 ) -> None:
     """Compare two runs case by case; exit 1 when B regressed beyond the thresholds."""
     settings = settings_from(config)
-    with EvalStore(settings.db_path) as store:
+    with open_eval_store(eval_store_target(settings)) as store:
         a, b = store.load(run_a), store.load(run_b)
     cmp = compare(a, b, max_drop=max_drop, max_score_drop=max_score_drop)
     if html is not None:
@@ -222,7 +222,7 @@ def list_runs(
 ) -> None:
     """The newest eval runs."""
     settings = settings_from(config)
-    with EvalStore(settings.db_path) as store:
+    with open_eval_store(eval_store_target(settings)) as store:
         rows = store.runs(limit)
     if not rows:
         print("no eval runs yet (keel eval run SUITE)")
@@ -250,7 +250,7 @@ def show(
 ) -> None:
     """One run's cases: pass or fail, score, and why."""
     settings = settings_from(config)
-    with EvalStore(settings.db_path) as store:
+    with open_eval_store(eval_store_target(settings)) as store:
         r = store.load(run_ref)
     _print_runs([r])
     table = Table("case", "result", "score", "ms", "output", box=None, pad_edge=False)

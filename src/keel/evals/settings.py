@@ -36,3 +36,11 @@ class LiveScoring(BaseModel):
                     f"use it in an eval suite (live: {', '.join(sorted(LIVE_KINDS))})"
                 )
         return v
+
+
+class EvalsSettings(BaseModel):
+    """Where eval runs and the output cache live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str | None = None  # postgresql://user@host/db[?schema=name], a SQLite path, or None: storage.path
