@@ -28,6 +28,7 @@ from keel.prompts.open import settings_registry
 from keel.prompts.registry import PromptRegistry
 from keel.settings import ModelConfig, Settings
 from keel.stores import open_state
+from keel.validate import build as validation
 
 
 class Runtime:
@@ -55,7 +56,9 @@ class Runtime:
 
         self.state = open_state(s.state)
         self.embedder: Embedder | None = (
-            build_embedder(s) if needs_embedder(s) or context.needs_embedder(s) else None
+            build_embedder(s)
+            if needs_embedder(s) or context.needs_embedder(s) or validation.needs_embedder(s)
+            else None
         )
         # The document index, opened only when a feature retrieves from a collection.
         self.index: Index | None = open_index(s.index, s.base_dir) if context.needs_index(s) else None

@@ -9,14 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from keel.context.embed import Embedder
 from keel.errors import ConfigError
-from keel.llm.providers import provider_class
+from keel.llm.providers import Provider, provider_class
 from keel.prompts.template import check_schema
-from keel.settings import FeatureConfig, ModelConfig
+from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Stage
 from keel.validate.instruct import SchemaInstructionStage
 from keel.validate.ladder import Ladder
 from keel.validate.policy import policy_stages
+from keel.validate.rules import IntentMatcher, IntentStage, PostprocessStage, intent_functions, post_functions
 from keel.validate.schema import SchemaStage
 from keel.validate.settings import StructuredConfig
 from keel.validate.structured import OutputSchema, load_output_schema
@@ -44,14 +46,32 @@ def output_schema(
     return load_output_schema(spec, where=f"{where}.schema")
 
 
+def needs_embedder(settings: Settings) -> bool:
+    """True when some feature matches intents by their examples (then the runtime builds the embedder)."""
+    return any(i.examples for f in settings.features for i in f.validation.intents)
+
+
 def build_validation(
-    fc: FeatureConfig, output: OutputSchema | None, model: ModelConfig, *, where: str
+    fc: FeatureConfig,
+    output: OutputSchema | None,
+    model: ModelConfig,
+    *,
+    where: str,
+    provider: Provider | None = None,
+    embedder: Embedder | None = None,
 ) -> ValidationPlan:
-    """The stages and ladder ``fc`` turns on."""
+    """The stages and ladder ``fc`` turns on; ``provider`` (the feature's model) prices rule answers."""
     cfg = fc.validation
     plan = ValidationPlan(
         ladder=Ladder(cfg.structured, output, cfg.fallback, where=f"{where}.validation.fallback")
     )
+    if cfg.intents and provider is not None:
+        matcher = IntentMatcher(cfg.intents, embedder)
+        functions = intent_functions(cfg.intents, where=f"{where}.validation")
+        plan.before_model.append(IntentStage(matcher, functions, provider, model.name))
+    if cfg.postprocess:
+        steps = post_functions(cfg.postprocess, where=f"{where}.validation")
+        plan.checks.append(PostprocessStage(cfg.postprocess, steps))
     policy = cfg.policy
     if output is not None and policy.length is not None and policy.length.action == "truncate":
         raise ConfigError(
@@ -60,6 +80,7 @@ def build_validation(
     plan.checks += policy_stages(policy)
     plan.holds = (
         cfg.fallback is not None
+        or bool(cfg.postprocess)
         or any(
             c is not None and c.action != "flag" for c in (policy.banned_terms, policy.urls, policy.length)
         )

@@ -104,8 +104,67 @@ class PolicyConfig(_Strict):
     length: LengthPolicy | None = None
 
 
+class Intent(_Strict):
+    """A question answered by a rule, with no model call: matched by patterns or by similar examples.
+
+    The answer is ``answer`` (a template: ``{name}`` is a named group of the matching pattern), a
+    ``table`` entry chosen by the pattern's group ``key``, or what ``function`` returns
+    (``module:function``, called with the Call and the match groups; None lets the model answer).
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    patterns: list[str] = Field(default_factory=list)  # regular expressions, searched case-insensitively
+    examples: list[str] = Field(default_factory=list)  # questions this intent answers (embedding match)
+    # cosine similarity to the nearest example; MiniLM gives paraphrases about 0.6-0.75 (docs/config.md)
+    threshold: float = Field(0.6, gt=0, le=1)
+    answer: str | None = None
+    table: dict[str, str] | None = None
+    key: str = "key"  # the named group that picks the table row
+    function: str | None = None
+
+    @field_validator("patterns")
+    @classmethod
+    def _compile(cls, v: list[str]) -> list[str]:
+        return _regexes(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Intent:
+        if not self.patterns and not self.examples:
+            raise ValueError("an intent needs patterns or examples")
+        if sum(x is not None for x in (self.answer, self.table, self.function)) != 1:
+            raise ValueError("give exactly one of answer, table or function")
+        if self.table is not None and not any(f"(?P<{self.key}>" in p for p in self.patterns):
+            raise ValueError(f"a table needs a pattern with a named group (?P<{self.key}>...)")
+        return self
+
+
+class PostStep(_Strict):
+    """One deterministic edit of the model's answer: a regex replacement or a function."""
+
+    replace: str | None = None  # a regular expression ...
+    with_: str = Field("", alias="with")  # ... and what it becomes (\\1 refers to groups)
+    function: str | None = None  # module:function, text -> text
+    strip: bool = False  # strip surrounding whitespace
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("replace")
+    @classmethod
+    def _compile(cls, v: str | None) -> str | None:
+        return None if v is None else _regexes([v])[0]
+
+    @model_validator(mode="after")
+    def _one(self) -> PostStep:
+        if sum((self.replace is not None, self.function is not None, self.strip)) != 1:
+            raise ValueError("give exactly one of replace, function or strip: true")
+        return self
+
+
 class ValidationConfig(_Strict):
     """The Validation layer's settings for one feature."""
+
+    intents: list[Intent] = Field(default_factory=list)  # answered before the model, without it
+    postprocess: list[PostStep] = Field(default_factory=list)  # applied to the answer, in order
 
     structured: StructuredConfig = StructuredConfig()
     policy: PolicyConfig = PolicyConfig()

@@ -9,7 +9,6 @@ jsonschema, then with the model's own validators when there is a model, so a cus
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from keel.errors import ConfigError
+from keel.validate.imports import import_object
 
 _FENCE = re.compile(r"```")
 
@@ -120,19 +120,7 @@ def load_output_schema(spec: dict[str, Any] | str, *, where: str) -> OutputSchem
 
 
 def _import_model(path: str, *, where: str) -> type[BaseModel]:
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"{where}: expected a JSON schema or a Pydantic model's import path such as "
-            f"myapp.models:Invoice, got {path!r}"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import {module_name!r} (for {path}): {exc}") from exc
-    model = getattr(module, attr, None)
+    model = import_object(path, where=where, what="a JSON schema or a Pydantic model")
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise ConfigError(f"{where}: {path} is not a Pydantic model (a BaseModel subclass)")
     return model
