@@ -36,6 +36,7 @@ _MARKED: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("entity", "&#", re.compile(r"(?:&#(?:[0-9]{2,7}|[xX][0-9A-Fa-f]{2,6});){3,}")),
     ("pct", "%", re.compile(r"(?<!\S)[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){3,}")),
 )
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
 _HEX = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}){8,})")
 _PRINTABLE_SHARE = 0.9
 
@@ -86,12 +87,23 @@ def payloads(text: str, *, depth: int = 1) -> list[Payload]:
 
 def _candidates(text: str) -> list[tuple[str, re.Match[str]]]:
     """(kind, match) for every candidate payload, in order of position."""
-    found = [(m.lastgroup or "", m) for m in _RUNS.finditer(text)]
+    found = [(m.lastgroup or "", m) for m in _RUNS.finditer(text)] if _may_run(text) else []
     for kind, marker, pattern in _MARKED:
         if marker in text:
             found += [(kind, m) for m in pattern.finditer(text)]
     found.sort(key=lambda km: km[1].start())
     return found
+
+
+def _may_run(text: str) -> bool:
+    """True when ``text`` has a 16-character run without spaces or six two-character words (hex bytes)."""
+    words = text.split()
+    if not words:
+        return False
+    return (
+        max(map(len, words)) >= 16
+        or sum(len(w) == 2 and w[0] in _HEXDIGITS and w[1] in _HEXDIGITS for w in words) >= 6
+    )
 
 
 def _decode(kind: str, s: str) -> tuple[str, str] | None:

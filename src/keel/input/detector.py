@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from keel.input.classifier import InjectionModel, features, shipped_model
+from keel.input.classifier import InjectionModel, features, shipped_model, tokens
 from keel.input.confusables import latin_dominant
 from keel.input.normalize import clean_text
 from keel.input.signatures import DECISIVE_SCORE, FAMILIES, PREFIX, Hit, match
@@ -68,21 +68,22 @@ def windows(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
     return spans
 
 
-def read(text: str, *, latin: bool | None = None) -> tuple[Views, list[Hit]]:
-    """The scan views of ``text`` and the signature families they match (most telling first).
+def read(text: str, *, latin: bool | None = None) -> tuple[Views, list[Hit], list[list[str]]]:
+    """The scan views of ``text``, the signature families they match (most telling first), and their tokens.
 
     Training reads each labelled text this way, and so does every window at run time.
     """
     vs = views(text, latin=latin)
     hits: list[Hit] = []
     seen: set[str] = set()
-    for view in vs.views:
-        for hit in match(view.text):
+    toks = [tokens(view.text) for view in vs.views]
+    for view, tk in zip(vs.views, toks, strict=True):
+        for hit in match(view.text, set(tk)):
             if hit.family not in seen:
                 seen.add(hit.family)
                 hits.append(hit)
     hits.sort(key=lambda h: _PRIORITY[h.family])
-    return vs, hits
+    return vs, hits, toks
 
 
 class Detector:
@@ -132,8 +133,8 @@ class Detector:
         return "".join(out)
 
     def _window(self, text: str, start: int, end: int, latin: bool) -> Window:
-        vs, hits = read(text[start:end], latin=latin)
-        score = self.model.score(*features(vs.views, hits))
+        vs, hits, toks = read(text[start:end], latin=latin)
+        score = self.model.score(*features(vs.views, hits, toks))
         if hits and hits[0].family == "role_token":
             score = max(score, DECISIVE_SCORE)
         reason = hits[0].reason if hits else CLASSIFIER

@@ -13,6 +13,7 @@ control token or a fake system header inside user or tool content) is decisive o
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 PREFIX = "prompt_injection"
@@ -177,8 +178,9 @@ _MARKERS = ("<|", "[inst", "<<sys", "<start_of", "<end_of", "<system", "</system
 _WORDS = re.compile(r"\w+")
 
 
-def _families(view: str) -> list[tuple[str, re.Pattern[str]]]:
-    words = set(_WORDS.findall(view))
+def _families(view: str, words: AbstractSet[str] | None) -> list[tuple[str, re.Pattern[str]]]:
+    if words is None:
+        words = set(_WORDS.findall(view))
     foreign = not view.isascii()
     return [
         (family, pattern)
@@ -190,14 +192,17 @@ def _families(view: str) -> list[tuple[str, re.Pattern[str]]]:
     ]
 
 
-def match(view: str) -> list[Hit]:
-    """Every family whose signatures match ``view`` (one hit per family, the first not in quotes)."""
+def match(view: str, words: AbstractSet[str] | None = None) -> list[Hit]:
+    """Every family whose signatures match ``view`` (one hit per family, the first not in quotes).
+
+    ``words`` is the set of the view's words when the caller has it already.
+    """
     hits = []
     if any(marker in view for marker in _MARKERS):
         m = _ROLE_TOKEN.search(view)
         if m is not None:
             hits.append(Hit("role_token", m.start(), m.end()))
-    for family, pattern in _families(view):
+    for family, pattern in _families(view, words):
         for m in pattern.finditer(view):
             # "what does 'ignore previous instructions' mean?" quotes an attack, it does not make one
             if m.start() > 0 and view[m.start() - 1] in _QUOTES:

@@ -61,8 +61,8 @@ def design(examples: list[Example], buckets: int) -> Any:
 
     indptr, indices, values = [0], [], []
     for ex in examples:
-        vs, hits = read(ex.text)
-        feats, flags = features(vs.views, hits)
+        vs, hits, toks = read(ex.text)
+        feats, flags = features(vs.views, hits, toks)
         v = 1.0 / math.sqrt(len(feats)) if feats else 0.0
         for h in feats:
             indices.append(h & (buckets - 1))
