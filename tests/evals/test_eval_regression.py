@@ -133,3 +133,26 @@ def test_eval_run_errors_are_one_line(project: tuple[Path, FakeUpstream]) -> Non
     )
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert "bad.yaml: cases.0.assert.0.type: unknown assertion 'smells-right'" in r.stderr
+
+
+def test_similar_scores_with_the_configured_embedding_endpoint(project: tuple[Path, FakeUpstream]) -> None:
+    cwd, fake = project
+    (cwd / "prompts" / "support.yaml").write_text(GOOD)
+    config = (cwd / "keel.yaml").read_text() + f'embeddings: {{provider: openai, base_url: "{fake.base_url}"}}\n'
+    (cwd / "keel.yaml").write_text(config)
+    suite = {
+        "feature": "support",
+        "cases": [{"id": "parcel", "input": "Where is my parcel today?"}],
+        "defaults": {
+            "assert": [
+                {"type": "similar", "value": "You said: where is my parcel today", "threshold": 0.5},
+                {"type": "not-similar", "value": "bake sourdough bread at home", "threshold": 0.5},
+            ]
+        },
+    }
+    (cwd / "similar.yaml").write_text(json.dumps(suite))
+    ran = _keel(cwd, "eval", "run", str(cwd / "similar.yaml"), "--json")
+    [result] = json.loads(ran.stdout)[0]["results"]
+    near, far = result["outcomes"]
+    assert result["passed"], result
+    assert near["score"] > 0.5 > 1 - far["score"] and fake.stats()["paths"].get("/v1/embeddings", 0) >= 1

@@ -141,3 +141,14 @@ def test_concurrent_writers_never_share_a_version_number(registry_target: str | 
     with open_registry(registry_target) as reg:
         for name in ("p0", "p1"):
             assert [v.number for v in reg.versions(name)] == list(range(1, 7))
+
+
+def test_a_postgres_registry_reconnects_after_its_connection_drops(postgres_url: str) -> None:
+    import psycopg
+
+    with open_registry(postgres_url) as reg:
+        reg.register("support", V1)
+        pid = reg._read("SELECT pg_backend_pid()")[0][0]  # type: ignore[attr-defined]
+        with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert reg.get("support@production").number == 1  # a gateway keeps following labels

@@ -63,8 +63,9 @@ class PostgresPromptRegistry(PromptRegistry):
             f"?schema={schema}" if schema else ""
         )
         self._s = f'"{schema}".' if schema else ""
+        self._conninfo = conninfo
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+            self._conn = self._connect()
         except psycopg.Error as exc:
             raise ConfigError(
                 f"prompt registry {self.where}: cannot connect: {' '.join(str(exc).split())}"
@@ -123,14 +124,27 @@ class PostgresPromptRegistry(PromptRegistry):
         with self._tx() as cur:
             return self._label(cur, name, label, number, time.time(), actor)
 
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        # A gateway polls for label moves for as long as it runs: a dropped connection (a database
+        # restart, a failover) is opened again once before the read is given up as an error.
         with self._lock:
-            try:
-                with self._conn.cursor() as cur:
-                    cur.execute(sql, args)
-                    return cur.fetchall()
-            except psycopg.OperationalError as exc:
-                raise ConfigError(f"prompt registry {self.where}: {' '.join(str(exc).split())}") from None
+            for attempt in (1, 2):
+                try:
+                    if self._conn.closed:
+                        self._conn = self._connect()
+                    with self._conn.cursor() as cur:
+                        cur.execute(sql, args)
+                        return cur.fetchall()
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if attempt == 2:
+                        raise ConfigError(
+                            f"prompt registry {self.where}: {' '.join(str(exc).split())}"
+                        ) from None
+                    self._conn.close()
+            raise AssertionError("unreachable")  # the loop returns or raises
 
     def versions(self, name: str) -> list[PromptVersion]:
         rows = self._read(

@@ -107,8 +107,10 @@ class PromptSource:
     def _refresh_quietly(self) -> None:
         self.refresh()
 
-    def _done(self, _: object) -> None:
+    def _done(self, task: asyncio.Future[None]) -> None:
         self._task = None
+        if not task.cancelled() and task.exception() is not None:  # a bug, not a registry outage: say so
+            log.error("prompt %s: label refresh crashed: %r", self.name, task.exception())
 
     def refresh(self) -> bool:
         """Re-resolve the labels if the registry changed; True when the served versions changed."""
