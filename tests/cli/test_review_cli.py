@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from tests.gateway import KEEL
 
-from keel.evals.review import ReviewItem, ReviewStore
+from keel.evals.review import ReviewItem
+from keel.evals.review_sqlite import SQLiteReviewStore
 from keel.evals.suite import Case
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ def keel(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "keel.yaml").write_text(CONFIG)
-    store = ReviewStore(tmp_path / "state" / "keel.db")
+    store = SQLiteReviewStore(tmp_path / "state" / "keel.db")
     store.add(
         [
             ReviewItem(f"c{i}", 100.0 + i, feature, [{"role": "user", "content": f"q{i}"}], f"a{i}")

@@ -1,17 +1,19 @@
-"""The review queue's store: items in, labels on, JSONL out; bad labels refused with the field named."""
+"""The review queue's store, on SQLite and PostgreSQL: items in, labels on, JSONL out; bad labels
+refused with the field named."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.monitor.postgres_helpers import fresh_schema
 
 from keel.errors import InvalidRequest
 from keel.evals.review import ReviewItem, ReviewItemNotFound, ReviewQueue, ReviewStore, parse_label
+from keel.evals.review_sqlite import SQLiteReviewStore
 from keel.evals.suite import Case
-
-pytestmark = pytest.mark.unit
 
 
 def _item(n: int, feature: str = "support") -> ReviewItem:
@@ -26,11 +28,23 @@ def _item(n: int, feature: str = "support") -> ReviewItem:
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReviewStore]:
+    if request.param == "sqlite":
+        yield SQLiteReviewStore(tmp_path / "keel.db")
+        return
+    from keel.evals.review_postgres import PostgresReviewStore
+
+    with fresh_schema() as url:
+        s = PostgresReviewStore(url)
+        yield s
+        s.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> ReviewStore:
-    s = ReviewStore(tmp_path / "keel.db")
-    assert s.add([_item(1), _item(2), _item(3), _item(4, "extract")]) == 4
-    return s
+def store(empty_store: ReviewStore) -> ReviewStore:
+    assert empty_store.add([_item(1), _item(2), _item(3), _item(4, "extract")]) == 4
+    return empty_store
 
 
 def test_items_wait_oldest_first_and_a_call_is_queued_once(store: ReviewStore) -> None:
@@ -74,18 +88,20 @@ def test_export_as_eval_cases_expects_the_correction_or_the_passed_answer(store:
     assert full[2]["note"] == "no idea what is right"
 
 
-def test_the_queue_writes_off_the_caller_and_stops_sampling_when_full(tmp_path: Path) -> None:
-    store = ReviewStore(tmp_path / "keel.db")
+def test_the_queue_writes_off_the_caller_and_stops_sampling_when_full(empty_store: ReviewStore) -> None:
+    store = empty_store
     queue = ReviewQueue(store, max_pending=2, interval=60)
     assert queue.accepting
     queue.offer(_item(1))
     queue.offer(_item(2))
     assert not queue.accepting
     assert store.pending() == 0  # not written yet
-    queue.close()
+    queue.flush()
     assert store.pending() == 2
+    queue.close()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -103,6 +119,7 @@ def test_bad_labels_name_the_field(body: dict[str, object], param: str) -> None:
     assert err.value.param == param
 
 
+@pytest.mark.unit
 def test_a_label_is_trimmed_and_empty_text_is_none() -> None:
     assert parse_label({"verdict": "pass", "score": 1, "note": "  ", "corrected": " x "}) == {
         "verdict": "pass",

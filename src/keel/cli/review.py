@@ -11,7 +11,7 @@ import typer
 
 from keel.cli.common import ConfigOption, settings_from
 from keel.errors import InvalidRequest
-from keel.evals.review import ExportFormat, ReviewStore
+from keel.evals.review import ExportFormat, ReviewStore, open_review_store
 
 review_app = typer.Typer(
     help="The human review queue: sampled calls people label at /dashboard/review.",
@@ -25,8 +25,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _store(config: Path | None) -> ReviewStore:
-    settings = settings_from(config)
-    return ReviewStore(settings.db_path)
+    return open_review_store(settings_from(config))
 
 
 @review_app.command("status")

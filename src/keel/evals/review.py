@@ -5,27 +5,26 @@ answer. Reviewed items export as JSONL: either as eval-suite cases (``id``, ``me
 ``vars``, ``expected``: the corrected answer, or the answer itself when it passed), ready for
 ``dataset:`` in a suite, or in full with the labels.
 
-The queue lives in the SQLite file at ``storage.path`` (table ``review_items``, migrations
-recorded as ``review.*`` in ``_migrations``). Items arrive through ``ReviewQueue``: the
-Monitoring layer appends to an in-memory queue and a daemon thread writes them in batches.
+The queue is the table ``review_items`` in the SQLite file at ``storage.path`` (``review_sqlite``),
+or in PostgreSQL when ``review.store`` is a URL, so replicas share one queue (``review_postgres``).
+Items arrive through ``ReviewQueue``: the Monitoring layer appends to an in-memory queue and a
+daemon thread writes them in batches.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from keel.errors import ConfigError, InvalidRequest, KeelError
-from keel.stores.sqlite_migrations import Migration, apply_migrations
 
 if TYPE_CHECKING:
     from keel.settings import Settings
@@ -63,75 +62,33 @@ class ReviewItem:
     source: str = "production"
 
 
-MIGRATIONS: list[Migration] = []
-
-
-def _migration(fn: Migration) -> Migration:
-    MIGRATIONS.append(fn)
-    return fn
-
-
-@_migration
-def m001_create_review_items(db: sqlite3.Connection) -> None:
-    """Items and their labels; ``status`` is pending until a reviewer labels the item."""
-    db.execute(
-        """
-        CREATE TABLE review_items (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            call_id TEXT NOT NULL UNIQUE,
-            ts REAL NOT NULL,
-            feature TEXT NOT NULL,
-            key_id TEXT,
-            model TEXT,
-            prompt_version TEXT,
-            source TEXT NOT NULL,
-            messages TEXT NOT NULL,
-            variables TEXT NOT NULL,
-            answer TEXT,
-            status TEXT NOT NULL DEFAULT 'pending',
-            verdict TEXT,
-            score REAL,
-            note TEXT,
-            corrected TEXT,
-            reviewer TEXT,
-            reviewed_at REAL
-        )
-        """
-    )
-    db.execute("CREATE INDEX review_items_status ON review_items (status, feature, ts)")
-
-
 _SUMMARY = "id, call_id, ts, feature, key_id, model, prompt_version, source, status, verdict, score, reviewer"
 _FULL = f"{_SUMMARY}, messages, variables, answer, note, corrected, reviewed_at"
 
 
-class ReviewStore:
-    """The review queue in a SQLite file (WAL), safe to use from several threads."""
+class ReviewStore(ABC):
+    """The review queue's storage: SQL written once with ``?`` placeholders; a backend runs it.
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
-        self.path = Path(path)
-        self.busy_timeout = busy_timeout
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                apply_migrations(db, "review", MIGRATIONS)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"review queue {self.path}: cannot open: {exc}") from None
+    Every backend is safe to use from several threads and passes ``tests/evals/test_review_store.py``.
+    """
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-        db.row_factory = sqlite3.Row
-        return db
+    where: str = "review queue"
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(self._connect()) as db:
-                yield db
-        except sqlite3.Error as exc:
-            raise ConfigError(f"review queue {self.path}: {exc}") from None
+    @abstractmethod
+    def _select(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The rows of a query, as dicts by column name."""
+
+    @abstractmethod
+    def _change(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement in its own transaction; how many rows it changed."""
+
+    @abstractmethod
+    def _insert_new(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING`` for each row in one transaction; how many went in."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections; idempotent."""
 
     def add(self, items: Sequence[ReviewItem]) -> int:
         """Store ``items`` in one transaction (a call already queued is skipped); how many were new."""
@@ -142,18 +99,12 @@ class ReviewStore:
             )
             for i in items
         ]  # fmt: skip
-        with self._db() as db:
-            db.execute("BEGIN IMMEDIATE")
-            before = db.total_changes
-            db.executemany(
-                "INSERT INTO review_items (call_id, ts, feature, key_id, model, prompt_version, source,"
-                " messages, variables, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (call_id) DO NOTHING",
-                rows,
-            )
-            added = db.total_changes - before
-            db.execute("COMMIT")
-        return added
+        return self._insert_new(
+            "INSERT INTO review_items (call_id, ts, feature, key_id, model, prompt_version, source,"
+            " messages, variables, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (call_id) DO NOTHING",
+            rows,
+        )
 
     def items(
         self, *, status: Status = "pending", feature: str | None = None, limit: int = 100
@@ -161,35 +112,34 @@ class ReviewStore:
         """Items without their content, oldest pending first (newest first when reviewed or all)."""
         where, params = _where(status, feature)
         order = "ts ASC" if status == "pending" else "ts DESC"
-        with self._db() as db:
-            rows = db.execute(
-                f"SELECT {_SUMMARY} FROM review_items{where} ORDER BY {order}, id LIMIT ?", (*params, limit)
-            ).fetchall()
-        return [dict(r) for r in rows]
+        return self._select(
+            f"SELECT {_SUMMARY} FROM review_items{where} ORDER BY {order}, id LIMIT ?", (*params, limit)
+        )
 
     def counts(self, *, feature: str | None = None) -> dict[str, int]:
         """How many items are pending, reviewed, passed and failed."""
         where, params = _where("all", feature)
-        with self._db() as db:
-            row = db.execute(
-                "SELECT SUM(status = 'pending'), SUM(status = 'reviewed'), SUM(verdict = 'pass'),"
-                f" SUM(verdict = 'fail') FROM review_items{where}",
-                params,
-            ).fetchone()
-        return dict(zip(("pending", "reviewed", "passed", "failed"), (int(v or 0) for v in row), strict=True))
+        (row,) = self._select(
+            "SELECT SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END) AS pending,"
+            " SUM(CASE WHEN status = 'reviewed' THEN 1 ELSE 0 END) AS reviewed,"
+            " SUM(CASE WHEN verdict = 'pass' THEN 1 ELSE 0 END) AS passed,"
+            f" SUM(CASE WHEN verdict = 'fail' THEN 1 ELSE 0 END) AS failed FROM review_items{where}",
+            params,
+        )
+        return {name: int(v or 0) for name, v in row.items()}
 
     def features(self) -> list[str]:
         """Features that have items."""
-        with self._db() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT feature FROM review_items ORDER BY feature")]
+        return [
+            r["feature"] for r in self._select("SELECT DISTINCT feature FROM review_items ORDER BY feature")
+        ]
 
     def get(self, item_id: int) -> dict[str, Any]:
         """One item with its messages, answer and labels; ReviewItemNotFound otherwise."""
-        with self._db() as db:
-            row = db.execute(f"SELECT {_FULL} FROM review_items WHERE id = ?", (item_id,)).fetchone()
-        if row is None:
+        rows = self._select(f"SELECT {_FULL} FROM review_items WHERE id = ?", (item_id,))
+        if not rows:
             raise ReviewItemNotFound(f"no review item {item_id}")
-        return _full(row)
+        return _full(rows[0])
 
     def label(
         self,
@@ -204,22 +154,19 @@ class ReviewStore:
     ) -> dict[str, Any]:
         """Record a review (a second review replaces the first); the item as it is now."""
         now = time.time() if now is None else now
-        with self._db() as db:
-            cur = db.execute(
-                "UPDATE review_items SET status = 'reviewed', verdict = ?, score = ?, note = ?,"
-                " corrected = ?, reviewer = ?, reviewed_at = ? WHERE id = ?",
-                (verdict, score, note, corrected, reviewer, now, item_id),
-            )
-        if cur.rowcount == 0:
+        changed = self._change(
+            "UPDATE review_items SET status = 'reviewed', verdict = ?, score = ?, note = ?,"
+            " corrected = ?, reviewer = ?, reviewed_at = ? WHERE id = ?",
+            (verdict, score, note, corrected, reviewer, now, item_id),
+        )
+        if changed == 0:
             raise ReviewItemNotFound(f"no review item {item_id}")
         return self.get(item_id)
 
     def export(self, *, feature: str | None = None, fmt: ExportFormat = "cases") -> Iterator[dict[str, Any]]:
         """Reviewed items, oldest first: as eval cases (only those with an expected answer) or in full."""
         where, params = _where("reviewed", feature)
-        with self._db() as db:
-            rows = db.execute(f"SELECT {_FULL} FROM review_items{where} ORDER BY ts, id", params).fetchall()
-        for row in rows:
+        for row in self._select(f"SELECT {_FULL} FROM review_items{where} ORDER BY ts, id", params):
             item = _full(row)
             if fmt == "full":
                 yield item
@@ -237,8 +184,7 @@ class ReviewStore:
 
     def pending(self) -> int:
         """How many items wait for review."""
-        with self._db() as db:
-            return int(db.execute("SELECT COUNT(*) FROM review_items WHERE status = 'pending'").fetchone()[0])
+        return int(self._select("SELECT COUNT(*) AS n FROM review_items WHERE status = 'pending'")[0]["n"])
 
 
 def _asked(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -258,7 +204,7 @@ def _where(status: Status, feature: str | None) -> tuple[str, tuple[Any, ...]]:
     return (" WHERE " + " AND ".join(parts) if parts else ""), tuple(params)
 
 
-def _full(row: sqlite3.Row) -> dict[str, Any]:
+def _full(row: dict[str, Any]) -> dict[str, Any]:
     item = dict(row)
     item["messages"] = json.loads(item["messages"])
     item["variables"] = json.loads(item["variables"])
@@ -329,17 +275,33 @@ class ReviewQueue:
 
     def close(self) -> None:
         """Stop the thread and write what is left; idempotent."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._thread.join()
         self.flush()
+        self.store.close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
 
 
+def open_review_store(settings: Settings) -> ReviewStore:
+    """The store ``review.store`` names: PostgreSQL for a ``postgresql://`` URL, else a SQLite file
+    (a path relative to the config file; by default keel's state file, ``storage.path``)."""
+    target = settings.review.store
+    if target is not None and target.startswith(("postgresql://", "postgres://")):
+        from keel.evals.review_postgres import PostgresReviewStore  # psycopg loads only when used
+
+        return PostgresReviewStore(target)
+    from keel.evals.review_sqlite import SQLiteReviewStore
+
+    return SQLiteReviewStore(settings.db_path if target is None else settings.resolve(Path(target)))
+
+
 def open_review_queue(settings: Settings) -> ReviewQueue | None:
     """The queue sampled calls go to, when ``review.sample`` is above 0 (else None: nothing sampled)."""
     if settings.review.sample <= 0:
         return None
-    return ReviewQueue(ReviewStore(settings.db_path), max_pending=settings.review.max_pending)
+    return ReviewQueue(open_review_store(settings), max_pending=settings.review.max_pending)

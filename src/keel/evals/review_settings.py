@@ -20,6 +20,9 @@ class ReviewSettings(BaseModel):
     sample: float = Field(0.0, ge=0, le=1)  # share of answered calls queued (0: off, 1: every call)
     features: list[str] | None = None  # None: every feature
     max_pending: int = Field(1000, gt=0)  # while this many wait for review, no more are queued
+    # postgresql://user@host/db[?schema=name] for replicas sharing one queue, or a SQLite file path;
+    # None: the SQLite file at storage.path
+    store: str | None = None
 
     def samples(self, feature: str) -> bool:
         """True when calls of ``feature`` may be queued."""

@@ -162,7 +162,7 @@ def test_the_open_gateway_serves_the_dashboard_without_a_key(tmp_path: Path) -> 
             assert reply.json()["budgets"] == []
 
 
-def test_a_gateway_on_a_postgresql_ledger_charts_its_calls(tmp_path: Path) -> None:
+def test_a_gateway_on_postgresql_charts_its_calls_and_queues_them_for_review(tmp_path: Path) -> None:
     import openai
 
     from keel.testing import FakeUpstream
@@ -175,6 +175,7 @@ def test_a_gateway_on_a_postgresql_ledger_charts_its_calls(tmp_path: Path) -> No
             " price: {input_per_mtok: 1, output_per_mtok: 2}}]\n"
             "features: [{name: chat, model: m}, {name: other, model: m}]\n"
             f"ledger: {{url: '{url}', flush_interval: 0.05}}\nstorage: {{path: keel.db}}\n"
+            f"review: {{sample: 1.0, features: [other], store: '{url}'}}\n"
         )
         with (
             Gateway(tmp_path / "keel.yaml") as gw,
@@ -197,3 +198,12 @@ def test_a_gateway_on_a_postgresql_ledger_charts_its_calls(tmp_path: Path) -> No
             assert data["latency"]["layers"]["total"]["n"] == 3
             calls = http("GET", gw.url + "/dashboard/api/calls?range=1h&feature=other").json()["calls"]
             assert [c["feature"] for c in calls] == ["other"]
+            # The review queue is in the same PostgreSQL schema, beside the ledger.
+            deadline = time.monotonic() + 10
+            while True:
+                queue = http("GET", gw.url + "/dashboard/api/review/items").json()
+                if queue["counts"]["pending"] == 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert queue["features"] == ["other"]
+            assert queue["counts"]["pending"] == 1

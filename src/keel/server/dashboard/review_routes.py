@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import Response
 
 from keel.errors import InvalidRequest
-from keel.evals.review import STATUSES, ExportFormat, ReviewStore, parse_label
+from keel.evals.review import STATUSES, ExportFormat, ReviewStore, open_review_store, parse_label
 from keel.pipeline import Pipeline
 from keel.settings import KeyConfig
 
 Authorize = Callable[[str | None], Awaitable[KeyConfig | None]]
+# A review item's id: SQLite's INTEGER range (a larger number is a 400, not an overflow inside the store).
+ItemId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _json(data: Any) -> Response:
@@ -37,7 +39,7 @@ def mount_review(
         # The runtime's queue when sampling is on; else the same file, for what was sampled before.
         if not opened:
             queue = pipeline.runtime.review
-            opened.append(queue.store if queue is not None else ReviewStore(pipeline.settings.db_path))
+            opened.append(queue.store if queue is not None else open_review_store(pipeline.settings))
         return opened[0]
 
     def feature_param(request: Request) -> str | None:
@@ -76,12 +78,12 @@ def mount_review(
         return _json(data)
 
     @app.get("/dashboard/api/review/items/{item_id}", summary="Review queue: one item with its content")
-    async def review_item(item_id: int, request: Request) -> Response:
+    async def review_item(item_id: ItemId, request: Request) -> Response:
         await authorize(request.headers.get("authorization"))
         return _json(await asyncio.to_thread(store().get, item_id))
 
     @app.post("/dashboard/api/review/items/{item_id}", summary="Review queue: label one item")
-    async def review_label(item_id: int, request: Request) -> Response:
+    async def review_label(item_id: ItemId, request: Request) -> Response:
         key = await authorize(request.headers.get("authorization"))
         try:
             body = orjson.loads(await request.body())
