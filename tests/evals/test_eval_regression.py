@@ -138,8 +138,8 @@ def test_eval_run_errors_are_one_line(project: tuple[Path, FakeUpstream]) -> Non
 def test_similar_scores_with_the_configured_embedding_endpoint(project: tuple[Path, FakeUpstream]) -> None:
     cwd, fake = project
     (cwd / "prompts" / "support.yaml").write_text(GOOD)
-    config = (cwd / "keel.yaml").read_text() + f'embeddings: {{provider: openai, base_url: "{fake.base_url}"}}\n'
-    (cwd / "keel.yaml").write_text(config)
+    embeddings = f'embeddings: {{provider: openai, base_url: "{fake.base_url}"}}\n'
+    (cwd / "keel.yaml").write_text((cwd / "keel.yaml").read_text() + embeddings)
     suite = {
         "feature": "support",
         "cases": [{"id": "parcel", "input": "Where is my parcel today?"}],
