@@ -16,13 +16,11 @@ The same ``features`` serves training and scoring, so the two cannot drift apart
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zlib import crc32
@@ -34,6 +32,7 @@ from keel.input.lexicon import CLASS_OF
 from keel.input.signatures import Hit
 from keel.input.views import View
 from keel.llm.routing.complexity import decode_weights
+from keel.trained import read_model_file
 
 FORMAT = "keel-injection/1"
 SHIPPED = "injection_model.json"
@@ -170,15 +169,11 @@ class InjectionModel:
     @classmethod
     def load(cls, path: Path | None = None) -> InjectionModel:
         """Read a model file (the one shipped with keel when ``path`` is None); ConfigError if unusable."""
-        where = str(path) if path is not None else f"keel.input/{SHIPPED}"
+        data = read_model_file("keel.input", SHIPPED, path, "injection model")
         try:
-            if path is None:
-                raw = resources.files("keel.input").joinpath(SHIPPED).read_text("utf-8")
-            else:
-                raw = path.read_text("utf-8")
-            return cls.from_json(json.loads(raw))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{where}: cannot load the injection model: {exc}") from exc
+            return cls.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path or SHIPPED}: cannot load the injection model: {exc}") from exc
 
 
 @cache

@@ -11,7 +11,6 @@ scikit-learn is needed here only, never at run time.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -25,6 +24,7 @@ from numpy.typing import NDArray
 from keel.input.classifier import FORMAT, SHIPPED, InjectionModel, features
 from keel.input.detector import Detector, read
 from keel.llm.routing.complexity import encode_weights
+from keel.trained import training_cli
 
 BUCKETS = 1 << 17
 C_GRID = (1.0, 3.0, 10.0, 30.0)
@@ -174,25 +174,17 @@ def train(data: Path, out: Path, *, buckets: int = BUCKETS, seed: int = 0) -> di
     return metrics
 
 
-def default_data() -> Path:
-    """data/injection/prompts.jsonl of the working directory, or of the source checkout."""
-    here = Path.cwd() / "data" / "injection" / "prompts.jsonl"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[3] / "data" / "injection" / "prompts.jsonl"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m keel.input.train_injection", description=__doc__)
-    ap.add_argument("--data", type=Path, default=None, help="labelled prompts (JSON lines)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name(SHIPPED), help="model file to write")
-    ap.add_argument("--buckets", type=int, default=BUCKETS, help="hashed feature space (a power of two)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    metrics = train(args.data or default_data(), args.out, buckets=args.buckets, seed=args.seed)
-    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
-    print(json.dumps(metrics, indent=2))
+    training_cli(
+        argv,
+        prog="python -m keel.input.train_injection",
+        description=__doc__,
+        data="injection/prompts.jsonl",
+        out=Path(__file__).with_name(SHIPPED),
+        buckets=BUCKETS,
+        train=train,
+    )
 
 
 if __name__ == "__main__":

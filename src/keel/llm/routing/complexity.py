@@ -12,20 +12,19 @@ The same ``featurize`` serves training and scoring, so the two cannot drift apar
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 import sys
 from array import array
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zlib import crc32
 
 from keel.errors import ConfigError
+from keel.trained import read_model_file
 
 FORMAT = "keel-complexity/1"
 SHIPPED = "complexity_model.json"
@@ -222,15 +221,11 @@ class ComplexityModel:
     @classmethod
     def load(cls, path: Path | None = None) -> ComplexityModel:
         """Read a model file (the one shipped with keel when ``path`` is None); ConfigError if unusable."""
-        where = str(path) if path is not None else f"keel.llm.routing/{SHIPPED}"
+        data = read_model_file("keel.llm.routing", SHIPPED, path, "complexity model")
         try:
-            if path is None:
-                raw = resources.files("keel.llm.routing").joinpath(SHIPPED).read_text("utf-8")
-            else:
-                raw = path.read_text("utf-8")
-            return cls.from_json(json.loads(raw))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{where}: cannot load the complexity model: {exc}") from exc
+            return cls.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path or SHIPPED}: cannot load the complexity model: {exc}") from exc
 
 
 @cache

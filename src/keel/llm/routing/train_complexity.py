@@ -10,7 +10,6 @@ model file. scikit-learn is needed here only, never at run time.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -31,6 +30,7 @@ from keel.llm.routing.complexity import (
     encode_weights,
     featurize,
 )
+from keel.trained import training_cli
 
 BUCKETS = 1 << 14
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -206,24 +206,17 @@ def _time_scoring(scorer: ComplexityModel, texts: list[str]) -> float:
     return round(statistics.median(runs), 1)
 
 
-def _default_data() -> Path:
-    here = Path.cwd() / "data" / "complexity" / "prompts.jsonl"
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[4] / "data" / "complexity" / "prompts.jsonl"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m keel.llm.routing.train_complexity", description=__doc__)
-    ap.add_argument("--data", type=Path, default=None, help="labelled prompts (JSON lines)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name(SHIPPED), help="model file to write")
-    ap.add_argument("--buckets", type=int, default=BUCKETS, help="hashed feature space (a power of two)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    metrics = train(args.data or _default_data(), args.out, buckets=args.buckets, seed=args.seed)
-    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
-    print(json.dumps(metrics, indent=2))
+    training_cli(
+        argv,
+        prog="python -m keel.llm.routing.train_complexity",
+        description=__doc__,
+        data="complexity/prompts.jsonl",
+        out=Path(__file__).with_name(SHIPPED),
+        buckets=BUCKETS,
+        train=train,
+    )
 
 
 if __name__ == "__main__":
