@@ -69,8 +69,14 @@ class AuditOptions:
     fault_calls: int = 10
 
 
-def accuracy(fc: FeatureConfig, prompt_schema: bool, settings: Settings, opts: AuditOptions) -> list[Finding]:
-    """Outputs validated? and the latest eval run's pass rate."""
+def accuracy(
+    fc: FeatureConfig, prompt_schema: bool, served: str | None, settings: Settings, opts: AuditOptions
+) -> list[Finding]:
+    """Outputs validated? and the pass rate of the latest eval run of what the feature serves.
+
+    ``served`` is the prompt version the feature serves now (``support@7``); a run of another
+    version says nothing about it.
+    """
     checks = []
     if fc.output_schema is not None or prompt_schema:
         checks.append("output schema enforced")
@@ -89,12 +95,21 @@ def accuracy(fc: FeatureConfig, prompt_schema: bool, settings: Settings, opts: A
     if not isinstance(target, Path) or target.exists():
         with open_eval_store(target) as store:
             runs = [r for r in store.runs(limit=200) if r["feature"] == fc.name]
+    of_served = [r for r in runs if served is None or r["prompt"] == served]
     if not runs:
         rate = Finding(
             "Accuracy", "eval pass rate", "no", "no eval run for this feature (keel eval run SUITE)"
         )
+    elif not of_served:
+        rate = Finding(
+            "Accuracy",
+            "eval pass rate",
+            "no",
+            f"no eval run of the version served ({served}); the latest run tested {runs[0]['prompt']} "
+            f"({runs[0]['pass_rate']:.1%})",
+        )
     else:
-        r = runs[0]
+        r = of_served[0]
         ok = r["pass_rate"] >= opts.min_pass_rate
         rate = Finding(
             "Accuracy",

@@ -23,7 +23,10 @@ async def audit(
             progress(fc.name)
         feature = built[fc.name]
         prompt_schema = feature.prompt is not None and feature.prompt.schema is not None
-        findings = [*accuracy(fc, prompt_schema, settings, opts), *cost(fc, settings)]
+        served = None
+        if feature.prompt is not None and feature.prompt_source is not None:
+            served = f"{feature.prompt.name}@{feature.prompt.served_version}"
+        findings = [*accuracy(fc, prompt_schema, served, settings, opts), *cost(fc, settings)]
         findings.append(await latency(fc.name, opts))
         guard = security(fc)
         running = [s.name for s in feature.stages.get(Layer.INPUT, []) if "injection" in s.name]
