@@ -26,7 +26,9 @@ features:
     schema: {type: object}
   - {name: cascaded, model: a, routing: {cascade: {models: [a, b]}}, input: {injection: {action: flag}}}
 keys:
-  - {name: k, hash: "sha256:0000000000000000000000000000000000000000000000000000000000000000", budget: {usd_per_month: 9}}
+  - name: k
+    hash: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+    budget: {usd_per_month: 9}
 storage: {path: keel.db}
 """
 
