@@ -3,6 +3,8 @@ stop, everything but the last flush window after ``kill -9``; on SQLite and on P
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import openai
 import pytest
 from postgres_helpers import fresh_schema
-from tests.gateway import Gateway
+from tests.gateway import KEEL, Gateway
 
 from keel.monitor.ledger import Ledger
 from keel.monitor.open import open_ledger
@@ -84,6 +86,13 @@ def test_a_graceful_stop_writes_every_call_still_waiting_in_the_queue(
         log = gw.stop()  # SIGTERM, as a process manager stops it
     assert gw.proc.returncode in (0, -15), log  # uvicorn re-raises SIGTERM once it has shut down
     assert _stored(ledger_url) == answered
+    report = subprocess.run(
+        [KEEL, "usage", "--config", str(gw.config), "--format", "json"], capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr
+    (support,) = json.loads(report.stdout)["groups"]
+    assert (support["feature"], support["calls"], support["errors"]) == ("support", 40, 0)
+    assert support["cost_usd"] > 0  # gpt-4o-mini: the built-in price
 
 
 def test_after_kill_9_only_calls_from_the_last_flush_window_are_missing(
