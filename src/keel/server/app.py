@@ -169,9 +169,13 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document, with the request body's component schemas added."""
+        """FastAPI's document, with the request body's component schemas and the Bearer-key scheme."""
         doc = default_openapi()
         doc.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path, methods in doc.get("paths", {}).items():
+            for op in methods.values():  # a key is needed once keys exist; health checks never need one
+                op["security"] = [] if path == "/healthz" else [{"bearer": []}]
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
