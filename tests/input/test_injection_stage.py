@@ -184,6 +184,7 @@ def test_the_judge_decides_the_grey_zone(make_settings: MakeSettings) -> None:
     call = _user("judged", "Tell me a joke about penguins.")
     result, _, exc = _run(s, call, ScriptedProvider("judge", ["SAFE"]))
     assert exc is None and result.text == "fine"
+    assert [sp.model for sp in call.spend] == ["judge", "m"]  # the judge's tokens are part of the call
     v = _verdict(call)
     assert v.action is Action.ALLOW and "judge judge: safe" in (v.detail or "")
 

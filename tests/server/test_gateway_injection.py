@@ -25,6 +25,10 @@ models:
   - name: upstream
     provider: openai
     base_url: @BASE_URL@
+  - name: broken-judge
+    provider: openai
+    base_url: @BROKEN_URL@
+    retry: {attempts: 1}
 features:
   - name: guarded
     model: upstream
@@ -34,6 +38,12 @@ features:
   - name: stripped
     model: upstream
     input: {injection: {action: strip}}
+  - name: judged
+    model: upstream
+    input: {injection: {judge: upstream, flag_threshold: 0.0, block_threshold: 0.999}}
+  - name: misjudged
+    model: upstream
+    input: {injection: {judge: broken-judge, flag_threshold: 0.0, block_threshold: 0.999}}
 storage: {path: ledger.db}
 ledger: {flush_interval: 0.05}
 """
@@ -45,8 +55,9 @@ DOC = " ".join(f"Item {i}: the order shipped on day {i} and arrived in good cond
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("injection")
-    with FakeUpstream() as fake:
-        (tmp / "keel.yaml").write_text(CONFIG.replace("@BASE_URL@", fake.base_url))
+    with FakeUpstream() as fake, FakeUpstream(error_rate=1.0, error_status=500) as broken:
+        config = CONFIG.replace("@BASE_URL@", fake.base_url).replace("@BROKEN_URL@", broken.base_url)
+        (tmp / "keel.yaml").write_text(config)
         with Gateway(tmp / "keel.yaml") as gw:
             gw.fake = fake  # type: ignore[attr-defined]
             yield gw
@@ -151,3 +162,21 @@ def test_tool_results_reach_the_model_fenced_as_data(gateway: Gateway, client: o
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="guarded", messages=messages)
     assert info.value.code == "prompt_injection"
+
+
+@pytest.mark.parametrize(
+    ("feature", "detail"),
+    [("judged", "answered neither ATTACK nor SAFE"), ("misjudged", "judge broken-judge failed")],
+)
+def test_a_judge_over_http_that_cannot_decide_leaves_a_flag(
+    gateway: Gateway, client: openai.OpenAI, feature: str, detail: str
+) -> None:
+    # The fake upstream echoes the question back, which is neither word; the broken one answers 500.
+    raw = client.chat.completions.with_raw_response.create(
+        model=feature, messages=[{"role": "user", "content": "Tell me a joke about penguins."}]
+    )
+    assert raw.parse().choices[0].message.content
+    call_id = raw.headers["x-keel-call-id"]
+    row = next(r for r in ledger_rows(gateway, call_id) if r["id"] == call_id)
+    (verdict,) = _injection_verdicts(row)
+    assert verdict["action"] == "flag" and detail in verdict["detail"]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keel.call import Action, Call, Message, Verdict
+from keel.call import Action, Call, Message, Spend, Verdict
 from keel.context.untrusted import REMOVED, wrap_untrusted
 from keel.errors import InputRejected
 from keel.input.detector import Detection, Detector, default_detector
@@ -75,6 +75,10 @@ class InjectionStage(Stage):
         score, reason, detail = det.score, det.reason, f"{worst.role} message {worst.index}: {det.detail}"
         if g.flag_threshold <= score < g.block_threshold and self.judge is not None:
             ruling = await self.judge.rule(det.text, feature=call.feature)
+            if ruling.usage is not None and g.judge is not None:
+                call.spend.insert(
+                    0, Spend(g.judge, ruling.usage)
+                )  # priced with the call; the answer stays last
             detail = f"{detail}; {ruling.detail}"
             if ruling.attack is True:
                 score, reason = max(score, g.block_threshold), JUDGED

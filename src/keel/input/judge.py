@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from keel.call import Usage
 from keel.context.untrusted import wrap_untrusted
 from keel.errors import KeelError
 from keel.llm.providers.base import ModelRequest, Provider
@@ -34,6 +35,7 @@ class Ruling:
 
     attack: bool | None
     detail: str
+    usage: Usage | None = None  # what the judge's answer cost, when it answered
 
 
 class Judge:
@@ -60,6 +62,10 @@ class Judge:
             return Ruling(None, f"judge {self.provider.name} failed: {exc.code}")
         m = _ANSWER.search(completion.text)
         if m is None:
-            return Ruling(None, f"judge {self.provider.name} answered neither ATTACK nor SAFE")
+            return Ruling(
+                None, f"judge {self.provider.name} answered neither ATTACK nor SAFE", completion.usage
+            )
         attack = m.group(1).upper() == "ATTACK"
-        return Ruling(attack, f"judge {self.provider.name}: {'attack' if attack else 'safe'}")
+        return Ruling(
+            attack, f"judge {self.provider.name}: {'attack' if attack else 'safe'}", completion.usage
+        )
