@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from keel.errors import ConfigError
 from keel.input.pii import PIIDetector
 from keel.input.redact import PIIStage, SecretsStage
 from keel.input.secrets import SecretDetector
@@ -29,12 +28,10 @@ class Guards:
 
 
 def build_guards(fc: FeatureConfig, *, where: str) -> Guards:
-    """The guards ``fc`` turns on; ConfigError names the key when one is misconfigured."""
+    """The guards ``fc`` turns on; ConfigError names the key when one is misconfigured (``where``:
+    the feature, as ``keel.yaml: features[2]``)."""
     guards = Guards()
-    try:
-        pii = PIIStage.for_guard(fc.input.pii)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}.input.pii: {exc.message}") from None
+    pii = PIIStage.for_guard(fc.input.pii, where=f"{where}.input.pii")
     secrets = SecretsStage.for_action(fc.input.secrets)
     guards.input += [st for st in (secrets, pii) if st is not None]
 
@@ -42,11 +39,11 @@ def build_guards(fc: FeatureConfig, *, where: str) -> Guards:
     scanners = []
     if out.secrets != "off":
         scanners.append(Scanner("secret", out.secrets, SecretDetector().find))
-    if out.pii != "off":
-        try:
-            detector = PIIDetector(fc.input.pii.entities, score_threshold=fc.input.pii.score_threshold)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.output.pii: {exc.message}") from None
+    if out.pii != "off":  # the types and threshold of input.pii
+        pii_in = fc.input.pii
+        detector = PIIDetector(
+            pii_in.entities, score_threshold=pii_in.score_threshold, where=f"{where}.input.pii"
+        )
         scanners.append(Scanner("pii", out.pii, detector.find))
     canary = canary_token(fc.name) if out.canary else None
     if canary is not None:

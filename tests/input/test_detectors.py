@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from keel.errors import ConfigError
@@ -91,3 +93,18 @@ def test_hashes_uuids_and_prose_are_not_secrets() -> None:
         "see https://docs.example.com/guides/getting-started/installation. Internationalization is hard."
     )
     assert SecretDetector().find(text) == []
+
+
+def test_without_presidio_installed_pii_is_a_config_error_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from keel.input import pii as module
+
+    module._presidio.cache_clear()
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)
+    monkeypatch.setitem(sys.modules, "presidio_analyzer.predefined_recognizers", None)
+    try:
+        with pytest.raises(ConfigError, match=r"features\[1\]\.input\.pii: .*pip install 'keel\[pii\]'"):
+            PIIDetector(["EMAIL"], where="features[1].input.pii")
+    finally:
+        module._presidio.cache_clear()

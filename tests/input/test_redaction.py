@@ -188,3 +188,15 @@ def test_traces_with_content_see_placeholders_never_the_values(
     assert "<EMAIL_1>" in spans and "<CREDIT_CARD_1>" in spans  # the trace has the content...
     for value in (EMAIL, PHONE, CARD, "jane.roe", "555-0132"):
         assert value not in spans  # ...but never the values
+
+
+def test_an_unknown_pii_entity_stops_keel_at_load_naming_the_key(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from keel.errors import ConfigError
+
+    settings = _settings(make_settings, "{action: redact, entities: [EMAIL, SHOE_SIZE]}")
+    with pytest.raises(ConfigError) as err:
+        Pipeline(settings, providers={"m": ScriptedProvider("m")})
+    assert "features[0].input.pii.entities: unknown PII entity 'SHOE_SIZE'" in err.value.message
+    assert "EMAIL_ADDRESS" in err.value.message

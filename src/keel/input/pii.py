@@ -158,12 +158,18 @@ class _Entity:
 class PIIDetector:
     """Finds the configured entity types in a text; ``find`` returns resolved, thresholded findings."""
 
-    def __init__(self, entities: Sequence[str] | None = None, *, score_threshold: float = 0.5) -> None:
-        self.entities = entity_names(entities, where="pii.entities")
+    def __init__(
+        self, entities: Sequence[str] | None = None, *, score_threshold: float = 0.5, where: str = "pii"
+    ) -> None:
+        """ConfigError (naming ``where``) for an unknown entity or when presidio is not installed."""
+        self.entities = entity_names(entities, where=f"{where}.entities")
         self.score_threshold = score_threshold
         self._rules = []
         for name in sorted(self.entities, key=lambda n: n in _NARROW):
-            rec = _recognizer(name)
+            try:
+                rec = _recognizer(name)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc.message}") from None
             words = tuple(w.lower() for w in (getattr(rec, "context", None) or ()))
             self._rules.append(_Entity(name, rec, _TRIGGERS.get(name), words + _EXTRA_CONTEXT.get(name, ())))
 

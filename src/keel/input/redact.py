@@ -183,11 +183,11 @@ class PIIStage(_GuardStage):
     what = "pii"
 
     @classmethod
-    def for_guard(cls, guard: PIIGuard) -> PIIStage | None:
+    def for_guard(cls, guard: PIIGuard, *, where: str = "input.pii") -> PIIStage | None:
         """The stage for a feature's ``input.pii`` (None when it is off)."""
         if guard.action == "off":
             return None
-        detector = PIIDetector(guard.entities, score_threshold=guard.score_threshold)
+        detector = PIIDetector(guard.entities, score_threshold=guard.score_threshold, where=where)
         return cls(guard.action, detector.find, restore=guard.restore)
 
 
