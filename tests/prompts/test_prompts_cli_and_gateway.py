@@ -105,3 +105,37 @@ def test_a_label_move_reaches_the_running_gateway_without_restart(tmp_path: Path
             assert version == "2"
             assert served() == "2"
             assert gw.proc.poll() is None  # the same process, never restarted
+
+
+def test_two_replicas_on_one_postgres_registry_follow_a_label_move(tmp_path: Path, postgres_url: str) -> None:
+    with FakeUpstream() as fake:
+        cwd = _project(tmp_path, fake.base_url)
+        config = (
+            (cwd / "keel.yaml")
+            .read_text()
+            .replace(
+                "prompts: {refresh_seconds: 0.1}",
+                f'prompts: {{refresh_seconds: 0.1, registry: "{postgres_url}"}}',
+            )
+        )
+        (cwd / "keel.yaml").write_text(config)
+        assert _run("prompts", "list", cwd=cwd).exit_code == 0  # v1 (production), in PostgreSQL
+        (cwd / "prompts" / "support.yaml").write_text(V2)
+        assert "v2" in _run("prompts", "show", "support@latest", cwd=cwd).stdout
+        with Gateway(cwd / "keel.yaml") as one, Gateway(cwd / "keel.yaml") as two:
+            clients = [openai.OpenAI(base_url=gw.base_url, api_key="x") for gw in (one, two)]
+
+            def served(client: openai.OpenAI) -> str:
+                raw = client.chat.completions.with_raw_response.create(
+                    model="support", messages=[{"role": "user", "content": "hello"}]
+                )
+                return raw.headers["x-keel-prompt-version"]
+
+            assert [served(c) for c in clients] == ["1", "1"]
+            assert _keel("prompts", "label", "support@2", "production", cwd=cwd).returncode == 0
+            deadline = time.monotonic() + 20
+            while [served(c) for c in clients] != ["2", "2"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [served(c) for c in clients] == ["2", "2"]
+            for c in clients:
+                c.close()
