@@ -140,66 +140,57 @@ class DashboardQueries:
         return self.read(self.dialect.sql(sql), params)
 
     def overview(self, f: Filters) -> dict[str, Any]:
-        """Totals, series, latency, cache, routes, verdicts, errors and filter options for ``f``."""
+        """Totals, series, latency, cache, routes, verdicts, errors and filter options for ``f``.
+
+        Each query scans the range once; totals come from the series and cache and routes from one
+        breakdown, so a long range costs six scans, not nine.
+        """
         width = bucket_seconds(f.until - f.since)
+        series = self.series(f, width)
+        mix = self._mix(f)
         return {
             "range": {"since": f.since, "until": f.until, "bucket_seconds": width},
-            "totals": self.totals(f),
-            "series": self.series(f, width),
+            "totals": _totals(series),
+            "series": series,
             "latency": self.latency(f, width),
-            "cache": self.cache(f),
-            "routes": self.routes(f),
+            "cache": _cache(mix),
+            "routes": _routes(mix),
             "verdicts": self.verdicts(f),
             "errors": self.errors(f),
             "options": self.options(f),
         }
 
     def totals(self, f: Filters) -> dict[str, Any]:
-        """Calls, outcomes, tokens, money for the whole range."""
-        where, params = f.where()
-        (row,) = self._rows(
-            "SELECT COUNT(*), SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN c.status = 'blocked' THEN 1 ELSE 0 END), SUM(c.input_tokens),"
-            " SUM(c.output_tokens), SUM(c.cost_usd), SUM(c.saved_usd),"
-            f" SUM(CASE WHEN c.cache IS NOT NULL THEN 1 ELSE 0 END) FROM {{calls}} AS c{where}",
-            params,
-        )
-        # PostgreSQL sums integers as numeric (Decimal): everything is made int or float here.
-        calls, errors, blocked, tin, tout, hits = (int(row[i] or 0) for i in (0, 1, 2, 3, 4, 7))
-        return {
-            "calls": calls,
-            "errors": errors,
-            "blocked": blocked,
-            "input_tokens": tin,
-            "output_tokens": tout,
-            "cost_usd": float(row[5] or 0),
-            "saved_usd": float(row[6] or 0),
-            "cache_hits": hits,
-            "error_rate": errors / calls if calls else None,
-            "cache_hit_rate": hits / calls if calls else None,
-        }
+        """Calls, outcomes, tokens, money and cache hits for the whole range."""
+        return _totals(self.series(f, bucket_seconds(f.until - f.since)))
 
     def series(self, f: Filters, width: int) -> list[dict[str, Any]]:
-        """Per time bucket and feature: calls, errors, tokens and cost (``t`` is the bucket's start)."""
+        """Per time bucket and feature: calls, outcomes, tokens, money, cache hits (``t``: bucket start)."""
         where, params = f.where()
         rows = self._rows(
             f"SELECT {self.dialect.bucket} AS b, c.feature, COUNT(*),"
-            " SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END), SUM(c.input_tokens),"
-            f" SUM(c.output_tokens), SUM(c.cost_usd) FROM {{calls}} AS c{where}"
+            " SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN c.status = 'blocked' THEN 1 ELSE 0 END), SUM(c.input_tokens),"
+            " SUM(c.output_tokens), SUM(c.cost_usd), SUM(c.saved_usd),"
+            f" SUM(CASE WHEN c.cache IS NOT NULL THEN 1 ELSE 0 END) FROM {{calls}} AS c{where}"
             " GROUP BY b, c.feature ORDER BY b, c.feature",
             [width, *params],
         )
+        # PostgreSQL sums integers as numeric (Decimal): everything is made int or float here.
         return [
             {
                 "t": int(b) * width,
                 "feature": feature,
                 "calls": int(calls),
                 "errors": int(errors or 0),
+                "blocked": int(blocked or 0),
                 "input_tokens": int(tin or 0),
                 "output_tokens": int(tout or 0),
                 "cost_usd": float(cost or 0),
+                "saved_usd": float(saved or 0),
+                "cache_hits": int(hits or 0),
             }
-            for b, feature, calls, errors, tin, tout, cost in rows
+            for b, feature, calls, errors, blocked, tin, tout, cost, saved, hits in rows
         ]
 
     def latency(self, f: Filters, width: int) -> dict[str, Any]:
@@ -228,46 +219,24 @@ class DashboardQueries:
 
     def cache(self, f: Filters) -> list[dict[str, Any]]:
         """Calls and money saved per cache outcome: ``exact``, ``semantic`` or ``miss``."""
-        where, params = f.where()
-        rows = self._rows(
-            f"SELECT COALESCE(c.cache, 'miss') AS k, COUNT(*), SUM(c.saved_usd) FROM {{calls}} AS c{where}"
-            " GROUP BY k ORDER BY k",
-            params,
-        )
-        out = []
-        for kind, calls, saved in rows:
-            # A miss's savings come from routing, not the cache.
-            out.append(
-                {
-                    "cache": kind,
-                    "calls": int(calls),
-                    "saved_usd": 0.0 if kind == "miss" else float(saved or 0),
-                }
-            )
-        return out
+        return _cache(self._mix(f))
 
     def routes(self, f: Filters) -> list[dict[str, Any]]:
         """Calls, cost and savings per (route, model that answered), busiest first.
 
         Calls refused before a model was chosen are left out: they took no route.
         """
+        return _routes(self._mix(f))
+
+    def _mix(self, f: Filters) -> list[tuple[str, str, str | None, int, float, float]]:
+        """Calls, cost and savings per (cache outcome, route, model): what cache() and routes() split."""
         where, params = f.where()
         rows = self._rows(
-            "SELECT COALESCE(c.route, 'default') AS r, c.model AS m, COUNT(*),"
-            " SUM(c.cost_usd), SUM(CASE WHEN c.cache IS NULL THEN c.saved_usd ELSE 0 END)"
-            f" FROM {{calls}} AS c{where} AND c.model IS NOT NULL GROUP BY r, m ORDER BY COUNT(*) DESC, r, m",
+            "SELECT COALESCE(c.cache, 'miss') AS k, COALESCE(c.route, 'default') AS r, c.model AS m,"
+            f" COUNT(*), SUM(c.cost_usd), SUM(c.saved_usd) FROM {{calls}} AS c{where} GROUP BY k, r, m",
             params,
         )
-        return [
-            {
-                "route": r,
-                "model": m,
-                "calls": int(n),
-                "cost_usd": float(cost or 0),
-                "saved_usd": float(s or 0),
-            }
-            for r, m, n, cost, s in rows
-        ]
+        return [(k, r, m, int(n), float(cost or 0), float(saved or 0)) for k, r, m, n, cost, saved in rows]
 
     def verdicts(self, f: Filters) -> list[dict[str, Any]]:
         """How many verdicts each (stage, reason, action) gave, most frequent first."""
@@ -299,15 +268,13 @@ class DashboardQueries:
     def options(self, f: Filters) -> dict[str, list[str]]:
         """The features, models and keys seen in the time range (for the filter menus)."""
         where, params = f.where(times_only=True)
-        out: dict[str, list[str]] = {}
-        for name, column in (("features", "feature"), ("models", "model"), ("keys", "key_id")):
-            rows = self._rows(
-                f"SELECT DISTINCT c.{column} FROM {{calls}} AS c{where} AND c.{column} IS NOT NULL"
-                f" ORDER BY c.{column} LIMIT 500",
-                params,
-            )
-            out[name] = [r[0] for r in rows]
-        return out
+        rows = self._rows(
+            f"SELECT DISTINCT c.feature, c.model, c.key_id FROM {{calls}} AS c{where} LIMIT 20000", params
+        )
+        return {
+            name: sorted({r[i] for r in rows if r[i] is not None})[:500]
+            for i, name in enumerate(("features", "models", "keys"))
+        }
 
     def recent(self, f: Filters, limit: int = 50) -> list[dict[str, Any]]:
         """The newest calls in the range: outcome, tokens, money, time; verdicts without their detail."""
@@ -330,6 +297,43 @@ class DashboardQueries:
             ]
             out.append(d)
         return out
+
+
+def _totals(series: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The range's totals: the sums of its series."""
+    names = ("calls", "errors", "blocked", "input_tokens", "output_tokens", "cache_hits")
+    t: dict[str, Any] = {n: sum(r[n] for r in series) for n in names}
+    t["cost_usd"] = sum(r["cost_usd"] for r in series)
+    t["saved_usd"] = sum(r["saved_usd"] for r in series)
+    calls = t["calls"]
+    t["error_rate"] = t["errors"] / calls if calls else None
+    t["cache_hit_rate"] = t["cache_hits"] / calls if calls else None
+    return t
+
+
+def _cache(mix: Sequence[tuple[str, str, str | None, int, float, float]]) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for kind, _, _, calls, _, saved in mix:
+        entry = out.setdefault(kind, {"cache": kind, "calls": 0, "saved_usd": 0.0})
+        entry["calls"] += calls
+        if kind != "miss":  # a miss's savings come from routing, not the cache
+            entry["saved_usd"] += saved
+    return [out[k] for k in sorted(out)]
+
+
+def _routes(mix: Sequence[tuple[str, str, str | None, int, float, float]]) -> list[dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind, route, model, calls, cost, saved in mix:
+        if model is None:
+            continue
+        entry = out.setdefault(
+            (route, model), {"route": route, "model": model, "calls": 0, "cost_usd": 0.0, "saved_usd": 0.0}
+        )
+        entry["calls"] += calls
+        entry["cost_usd"] += cost
+        if kind == "miss":  # a cache hit's savings are the cache's
+            entry["saved_usd"] += saved
+    return sorted(out.values(), key=lambda e: (-e["calls"], e["route"], e["model"]))
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
