@@ -41,7 +41,7 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NGRAM_WORD = 24  # letters of a word cut into n-grams at most (bounds the work on blobs)
 _WORD, _PAIR, _GRAM, _META, _CONCEPT = 0, 0x9E3779B1, 0x5EED, 0xFEA7, 0xC1A55
 _memo: dict[str, tuple[tuple[int, ...], str | None]] = {}  # token -> (its hashes, its word class)
-_MEMO_MAX, _MEMO_LEN = 100_000, 32
+_MEMO_MAX, _MEMO_LEN = 50_000, 32  # at most ~15 MB
 
 
 def _token_hashes(tok: str) -> tuple[int, ...]:
