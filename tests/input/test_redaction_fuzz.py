@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,3 +87,59 @@ def test_a_streamed_secret_never_goes_out_whatever_the_chunking(
     joined = "".join(out)
     assert secret not in joined and secret[:12] not in joined
     assert joined == redact(text, SECRETS.find(text))
+
+
+parts = st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda t: {"type": "text", "text": t}, texts),
+    st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, st.text(max_size=10)),
+    st.integers(),
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant", "tool"])},
+        optional={
+            "content": st.one_of(st.none(), texts, st.lists(parts, max_size=3)),
+            "tool_calls": st.lists(
+                st.one_of(
+                    st.builds(
+                        lambda a: {"id": "1", "type": "function", "function": {"name": "f", "arguments": a}},
+                        texts,
+                    ),
+                    st.text(max_size=5),
+                ),
+                max_size=2,
+            ),
+        },
+    ),
+    max_size=4,
+)
+
+
+@FAST
+@given(messages, st.sampled_from(["redact", "pseudonymize", "block"]))
+def test_the_input_stages_never_crash_on_odd_messages_and_restore_exactly(
+    msgs: list[dict[str, Any]], action: str
+) -> None:
+    from keel.errors import InputRejected
+    from keel.input.redact import PIIStage, SecretsStage, texts
+    from keel.settings import PIIGuard
+
+    call = Call(feature="f", messages=msgs)
+    secrets = SecretsStage.for_action("redact")
+    pii = PIIStage.for_guard(PIIGuard.model_validate({"action": action, "restore": True}))
+    assert secrets is not None and pii is not None
+    asyncio.run(secrets.run(call))
+    before = list(texts(call.messages))
+    try:
+        asyncio.run(pii.run(call))
+    except InputRejected as exc:
+        refused: InputRejected | None = exc
+    else:
+        refused = None
+    if refused is not None:
+        assert action == "block" and refused.code == "input_pii_detected"
+        return
+    after = list(texts(call.messages))
+    assert [(i, w) for i, w, _ in after] == [(i, w) for i, w, _ in before]
+    assert [restore_text(t, call.vault) for *_, t in after] == [t for *_, t in before]
