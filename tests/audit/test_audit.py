@@ -13,9 +13,6 @@ from tests.gateway import KEEL, Gateway
 from typer.testing import CliRunner, Result
 
 from keel.cli.main import app
-from keel.config import load_config
-from keel.pipeline import Pipeline
-from keel.stage import Layer
 from keel.testing import FakeUpstream
 
 pytestmark = pytest.mark.integration
@@ -60,11 +57,15 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ga
             yield tmp, gw
 
 
-def _audit(cwd: Path, config: str, url: str) -> Result:
+REDTEAM = Path(__file__).parents[2] / "data" / "injection" / "redteam.jsonl"
+
+
+def _audit(cwd: Path, config: str, url: str, *extra: str) -> Result:
     return CliRunner().invoke(
         app,
         [
             "audit",
+            *extra,
             "--config",
             str(cwd / config),
             "--url",
@@ -121,12 +122,27 @@ def test_a_complete_feature_passes_the_audit(project: tuple[Path, Gateway]) -> N
         assert answers[question][0] == "yes", (question, answers[question])
     assert answers["eval pass rate"][1].startswith("100.0% of 5 cases")
     assert answers["survives an upstream outage?"][1].endswith("answered by backup")
+    assert answers["injection defences on?"][0] == "yes"
+    assert answers["injection defences on?"][1].endswith("stage input.injection")
     assert answers["red-team block rate"][0] == "skip"  # no corpus beside this keel.yaml
-    # Injection defences count only when an injection stage really runs in the feature's Input layer.
-    built = Pipeline(load_config(cwd / "complete.yaml"), ledger=False).features["support"]
-    guarded = any("injection" in s.name for s in built.stages[Layer.INPUT])
-    assert answers["injection defences on?"][0] == ("yes" if guarded else "no")
-    assert result.exit_code == (0 if guarded else 1)
+    assert result.exit_code == 0, result.output
+    # The repository's red-team corpus through the gateway: the share refused is measured, and
+    # the threshold is the operator's (here below what the shipped detector blocks).
+    attacked = _audit(cwd, "complete.yaml", gw.url, "--redteam", str(REDTEAM), "--redteam-limit", "20")
+    blocked, sent = map(int, _answers(attacked)["red-team block rate"][1].split()[0].split("/"))
+    assert sent == 20 and blocked >= 12
+    strict = _audit(
+        cwd,
+        "complete.yaml",
+        gw.url,
+        "--redteam",
+        str(REDTEAM),
+        "--redteam-limit",
+        "20",
+        "--min-block-rate",
+        "1.0",
+    )
+    assert strict.exit_code == (0 if blocked == 20 else 1)
     html = (cwd / "complete.yaml.html").read_text()
     assert "<svg" in html and "survives an upstream outage?" in html
 

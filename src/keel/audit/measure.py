@@ -84,7 +84,7 @@ async def redteam(feature: str, opts: AuditOptions) -> Finding:
         )
         async with gate, session.post(target, data=body, headers=headers) as resp:
             raw = await resp.read()
-        if resp.status == 400 and (b"input_rejected" in raw or b"injection" in raw):
+        if resp.status == 400 and _refused_as_injection(raw):
             blocked += 1
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -97,6 +97,16 @@ async def redteam(feature: str, opts: AuditOptions) -> Finding:
         f"{blocked}/{len(attacks)} attacks from {opts.redteam.name} refused "
         f"({rate:.0%}; needs ≥ {opts.min_block_rate:.0%})",
     )
+
+
+def _refused_as_injection(raw: bytes) -> bool:
+    """True for OpenAI error JSON whose code says the input was refused as an injection."""
+    try:
+        error = orjson.loads(raw).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    code = str(error.get("code") or "")
+    return code.startswith("prompt_injection") or code == "input_rejected"
 
 
 async def fault_run(settings: Settings, feature: str, opts: AuditOptions) -> Finding:

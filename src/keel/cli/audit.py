@@ -49,6 +49,9 @@ def audit(
             "--redteam", help="Red-team JSONL (default: data/injection/redteam.jsonl beside keel.yaml)."
         ),
     ] = None,
+    redteam_limit: Annotated[
+        int, typer.Option("--redteam-limit", min=1, help="Attacks sent per feature.")
+    ] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
     """Answer the production checklist for every feature: accuracy, cost, latency, security, reliability."""
@@ -64,6 +67,7 @@ def audit(
         min_pass_rate=min_pass_rate,
         min_block_rate=min_block_rate,
         redteam=redteam or settings.resolve(DEFAULT_REDTEAM),
+        redteam_limit=redteam_limit,
     )
     audits = asyncio.run(run_audit(settings, opts, progress=lambda f: _err.print(f"auditing {f}…")))
     if html is not None:
