@@ -15,6 +15,7 @@ from keel.llm.providers import Provider, provider_class
 from keel.prompts.template import check_schema
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Stage
+from keel.validate.grounding import GroundingScorer, GroundingStage
 from keel.validate.instruct import SchemaInstructionStage
 from keel.validate.ladder import Ladder
 from keel.validate.policy import policy_stages
@@ -47,8 +48,12 @@ def output_schema(
 
 
 def needs_embedder(settings: Settings) -> bool:
-    """True when some feature matches intents by their examples (then the runtime builds the embedder)."""
-    return any(i.examples for f in settings.features for i in f.validation.intents)
+    """True when a feature matches intents by example or checks grounding (then an embedder is built)."""
+    return any(
+        any(i.examples for i in f.validation.intents)
+        or (f.validation.grounding is not None and f.validation.grounding.weight > 0)
+        for f in settings.features
+    )
 
 
 def build_validation(
@@ -62,9 +67,15 @@ def build_validation(
 ) -> ValidationPlan:
     """The stages and ladder ``fc`` turns on; ``provider`` (the feature's model) prices rule answers."""
     cfg = fc.validation
-    plan = ValidationPlan(
-        ladder=Ladder(cfg.structured, output, cfg.fallback, where=f"{where}.validation.fallback")
+    grounding = cfg.grounding
+    ladder = Ladder(
+        cfg.structured,
+        output,
+        cfg.fallback,
+        where=f"{where}.validation.fallback",
+        grounding_reasks=grounding.reasks if grounding is not None and grounding.action == "reask" else 0,
     )
+    plan = ValidationPlan(ladder=ladder)
     if cfg.intents and provider is not None:
         matcher = IntentMatcher(cfg.intents, embedder)
         functions = intent_functions(cfg.intents, where=f"{where}.validation")
@@ -92,4 +103,8 @@ def build_validation(
         if instruct == "always" or (instruct == "auto" and not constrained):
             plan.before_model.append(SchemaInstructionStage(output.schema))
         plan.checks.append(SchemaStage(output, cfg.structured))
+    if grounding is not None:
+        scorer = GroundingScorer(embedder, grounding.weight)
+        plan.checks.append(GroundingStage(scorer, grounding))
+        plan.holds = plan.holds or grounding.action != "flag"
     return plan

@@ -25,6 +25,12 @@ REASK = (
     "Your previous answer was refused: {problem}\n"
     "Answer again with only the corrected JSON value, no explanation and no code fence."
 )
+REASK_GROUNDED = (
+    "Your previous answer says things the sources do not support: {problem}\n"
+    "Answer again using only facts stated in the sources, and cite them as [n]. "
+    "If the sources do not contain the answer, say that you don't know."
+)
+GROUNDING = "validation.grounding"
 
 
 class Ladder:
@@ -37,8 +43,10 @@ class Ladder:
         fallback: Any = None,
         *,
         where: str = "validation.fallback",
+        grounding_reasks: int = 0,
     ) -> None:
         self.config = config
+        self.grounding_reasks = grounding_reasks
         self.schema = schema
         self.fallback = fallback
         if fallback is not None and schema is not None:
@@ -51,20 +59,28 @@ class Ladder:
     def reask(self, call: Call, tried: int, deadline: float, messages: list[Message]) -> list[Message] | None:
         """The conversation for one more try after a schema refusal; None when no re-ask is due."""
         verdict = call.blocked_by
-        if verdict is None or verdict.stage != SchemaStage.name or tried >= self.config.reasks:
+        if verdict is None:
+            return None
+        if verdict.stage == SchemaStage.name:
+            bound, template, counter = self.config.reasks, REASK, REASKS
+        elif verdict.stage == GROUNDING:
+            bound, template, counter = self.grounding_reasks, REASK_GROUNDED, "validation.grounding.reasks"
+        else:
+            return None
+        if tried >= bound:
             return None
         if deadline - monotonic() < self.config.reask_min_seconds:
-            call.count("validation.schema.reask_skipped")  # not enough time left for another answer
+            call.count(f"{verdict.stage}.reask_skipped")  # not enough time left for another answer
             return None
         _demote(call, f"attempt {tried + 1}")
-        call.count(REASKS)
+        call.count(counter)
         call.output = None
         problem = verdict.detail or verdict.reason
         answer = call.text[:_ANSWER_CHARS]
         return [
             *messages,
             {"role": "assistant", "content": answer},
-            {"role": "user", "content": REASK.format(problem=problem)},
+            {"role": "user", "content": template.format(problem=problem)},
         ]
 
     def fall_back(self, call: Call) -> bool:

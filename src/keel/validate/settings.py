@@ -160,8 +160,19 @@ class PostStep(_Strict):
         return self
 
 
+class GroundingConfig(_Strict):
+    """Each answer sentence must be supported by the retrieved sources (features with retrieval)."""
+
+    threshold: float = Field(0.5, ge=0, le=1)  # the weakest sentence's support below this: act
+    weight: float = Field(0.5, ge=0, le=1)  # of the embedding similarity; the rest is lexical overlap
+    action: Literal["flag", "reask", "idk"] = "flag"  # idk: "I don't know" with the sources
+    reasks: int = Field(1, ge=0, le=3)  # for action reask
+
+
 class ValidationConfig(_Strict):
     """The Validation layer's settings for one feature."""
+
+    grounding: GroundingConfig | None = None
 
     intents: list[Intent] = Field(default_factory=list)  # answered before the model, without it
     postprocess: list[PostStep] = Field(default_factory=list)  # applied to the answer, in order

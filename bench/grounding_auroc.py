@@ -1,0 +1,74 @@
+"""How well the grounding score separates supported from unsupported answers (AUROC).
+
+    .venv/bin/python bench/grounding_auroc.py [--items data/grounding/items.jsonl]
+
+Scores every (question, retrieved context, answer) item of ``data/grounding/items.jsonl`` (built
+from the Context layer's pydoc corpus: see data/grounding/README.md) with ``GroundingScorer``:
+lexical overlap alone, MiniLM embedding similarity alone, and the default mix. Prints the AUROC
+overall and per kind of unsupported answer, and, for thresholds, the share of unsupported
+answers caught and of supported answers wrongly flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from keel.context.embed import LocalEmbedder
+from keel.validate.grounding import GroundingScorer
+
+ITEMS = Path(__file__).resolve().parent.parent / "data" / "grounding" / "items.jsonl"
+
+
+def auroc(positive: list[float], negative: list[float]) -> float:
+    """P(score of a supported answer > score of an unsupported one), ties counting half."""
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
+
+
+async def main(items: list[dict[str, Any]]) -> None:
+    embedder = LocalEmbedder(None)
+    await embedder.start()
+    scorers = {
+        "lexical only": GroundingScorer(None),
+        "embedding only": GroundingScorer(embedder, weight=1.0),
+        "mix (weight 0.5, default)": GroundingScorer(embedder, weight=0.5),
+    }
+    results: dict[str, list[float]] = {}
+    for name, scorer in scorers.items():
+        results[name] = [await scorer.score(i["answer"], [c["text"] for c in i["context"]]) for i in items]
+    await embedder.aclose()
+    kinds = sorted({i["kind"] for i in items if not i["supported"]})
+    print(
+        f"{len(items)} items: {sum(i['supported'] for i in items)} supported, "
+        f"{sum(not i['supported'] for i in items)} unsupported\n"
+    )
+    print(
+        "| scorer | AUROC | "
+        + " | ".join(f"vs {k} ({sum(i['kind'] == k for i in items)})" for k in kinds)
+        + " |"
+    )
+    print("|---|---|" + "---|" * len(kinds))
+    for name, scores in results.items():
+        pos = [s for s, i in zip(scores, items, strict=True) if i["supported"]]
+        row = [auroc(pos, [s for s, i in zip(scores, items, strict=True) if not i["supported"]])]
+        row += [auroc(pos, [s for s, i in zip(scores, items, strict=True) if i["kind"] == k]) for k in kinds]
+        print(f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |")
+    scores = results["mix (weight 0.5, default)"]
+    print("\n| threshold (mix) | unsupported caught | supported flagged |\n|---|---|---|")
+    for t in (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7):
+        caught = sum(s < t for s, i in zip(scores, items, strict=True) if not i["supported"])
+        wrong = sum(s < t for s, i in zip(scores, items, strict=True) if i["supported"])
+        n_un = sum(not i["supported"] for i in items)
+        n_sup = len(items) - n_un
+        print(f"| {t} | {100 * caught / n_un:.0f}% | {100 * wrong / n_sup:.0f}% |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", default=str(ITEMS))
+    path = Path(parser.parse_args().items)
+    asyncio.run(main([json.loads(line) for line in path.read_text().splitlines() if line]))
