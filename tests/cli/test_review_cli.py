@@ -67,6 +67,44 @@ def test_export_writes_eval_cases_to_stdout_or_a_file(project: Path) -> None:
     assert [(r["verdict"], r["note"]) for r in rows] == [("pass", None), ("fail", "too vague")]
 
 
+SUITE = """\
+feature: support
+defaults: {vars: {product: Acme}}
+cases:
+  - {id: parcel, input: "Where is my parcel?"}
+  - {id: refund, messages: [{role: user, content: I want a refund}], vars: {product: Widget}}
+"""
+
+
+def test_an_eval_runs_outputs_join_the_queue_once(project: Path) -> None:
+    from keel.evals.store import CaseResult, Run, SQLiteEvalStore
+
+    (project / "suite.yaml").write_text(SUITE)
+    results = [
+        CaseResult("parcel", True, 1.0, "It ships tomorrow.", 120.0, 0.001, False, None),
+        CaseResult("refund", False, 0.0, "No.", 80.0, 0.001, False, None),
+    ]
+    store = SQLiteEvalStore(project / "state" / "keel.db")
+    store.save(Run("run0123456789", "support-suite", "support", None, "small", 500.0, results))
+    store.close()
+    out = keel("review", "add-eval", "latest", "--suite", "suite.yaml", cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "queued 2 outputs of eval run run0123456789 (support-suite, small)"
+    again = keel("review", "add-eval", "run0123", "--suite", "suite.yaml", "--failed-only", cwd=project)
+    assert again.stdout.strip().endswith(
+        "queued 0 outputs of eval run run0123456789 (support-suite, small); 1 already queued"
+    )
+    queued = SQLiteReviewStore(project / "state" / "keel.db").items(status="pending", feature="support")
+    evals = [i for i in queued if i["source"].startswith("eval")]
+    assert [i["source"] for i in evals] == ["eval support-suite run01234"] * 2
+    item = SQLiteReviewStore(project / "state" / "keel.db").get(evals[1]["id"])
+    assert item["messages"] == [{"role": "user", "content": "I want a refund"}]
+    assert (item["answer"], item["variables"], item["model"]) == ("No.", {"product": "Widget"}, "small")
+    missing = keel("review", "add-eval", "nope", "--suite", "suite.yaml", cwd=project)
+    assert missing.returncode != 0
+    assert "no eval run 'nope'" in missing.stderr
+
+
 def test_a_bad_format_is_one_line(project: Path) -> None:
     out = keel("review", "export", "--format", "csv", cwd=project)
     assert out.returncode != 0

@@ -1,4 +1,5 @@
-"""``keel review``: the human review queue from the command line: where it stands, and its export."""
+"""``keel review``: the human review queue from the command line: where it stands, eval outputs into
+it, and its export."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import typer
 
 from keel.cli.common import ConfigOption, settings_from
 from keel.errors import InvalidRequest
-from keel.evals.review import ExportFormat, ReviewStore, open_review_store
+from keel.evals.review import ExportFormat, ReviewStore, items_from_eval, open_review_store
+from keel.evals.store import eval_store_target, open_eval_store
+from keel.evals.suite import load_suite
 
 review_app = typer.Typer(
     help="The human review queue: sampled calls people label at /dashboard/review.",
@@ -39,6 +42,35 @@ def status(
     print(
         f"pending {c['pending']}, reviewed {c['reviewed']} "
         f"(passed {c['passed']}, failed {c['failed']}, pass rate {rate})"
+    )
+
+
+@review_app.command("add-eval")
+def add_eval(
+    run: Annotated[str, typer.Argument(help="The eval run: an id (or a unique prefix), latest or latest~N.")],
+    suite: Annotated[
+        Path, typer.Option("--suite", help="The suite file the run ran (for its cases' messages).")
+    ],
+    failed_only: Annotated[
+        bool, typer.Option("--failed-only", help="Only the cases the run failed.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Queue an eval run's outputs for human review, beside the sampled production calls."""
+    settings = settings_from(config)
+    with open_eval_store(eval_store_target(settings)) as evals:
+        loaded = evals.load(run)
+    items = items_from_eval(loaded, load_suite(suite), failed_only=failed_only)
+    store = open_review_store(settings)
+    try:
+        added = store.add(items) if items else 0
+    finally:
+        store.close()
+    again = len(items) - added
+    what = f"eval run {loaded.id} ({loaded.suite}, {loaded.model})"
+    print(
+        f"queued {added} output{'s' if added != 1 else ''} of {what}"
+        + (f"; {again} already queued" if again else "")
     )
 
 

@@ -8,7 +8,8 @@ answer. Reviewed items export as JSONL: either as eval-suite cases (``id``, ``me
 The queue is the table ``review_items`` in the SQLite file at ``storage.path`` (``review_sqlite``),
 or in PostgreSQL when ``review.store`` is a URL, so replicas share one queue (``review_postgres``).
 Items arrive through ``ReviewQueue``: the Monitoring layer appends to an in-memory queue and a
-daemon thread writes them in batches.
+daemon thread writes them in batches. Eval runs' outputs join the queue with ``items_from_eval``
+(``keel review add-eval``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from keel.errors import ConfigError, InvalidRequest, KeelError
 
 if TYPE_CHECKING:
+    from keel.evals.store import Run
+    from keel.evals.suite import Suite
     from keel.settings import Settings
 
 log = logging.getLogger("keel.review")
@@ -285,6 +288,33 @@ class ReviewQueue:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
+
+
+def items_from_eval(run: Run, suite: Suite, *, failed_only: bool = False) -> list[ReviewItem]:
+    """An eval run's outputs as review items, with each case's messages and variables from ``suite``.
+
+    Cases of the run that the suite no longer has are skipped. The item's ``source`` names the run.
+    """
+    cases = {c.id: c for c in suite.cases}
+    items = []
+    for result in run.results:
+        case = cases.get(result.case_id)
+        if case is None or (failed_only and result.passed) or result.error is not None:
+            continue
+        items.append(
+            ReviewItem(
+                call_id=f"eval:{run.id}:{case.id}",
+                ts=run.created_at,
+                feature=run.feature,
+                messages=case.chat(),
+                answer=result.output,
+                model=run.model,
+                prompt_version=run.prompt,
+                variables={**suite.defaults.vars, **case.vars},
+                source=f"eval {run.suite} {run.id[:8]}",
+            )
+        )
+    return items
 
 
 def open_review_store(settings: Settings) -> ReviewStore:

@@ -79,7 +79,8 @@
       el("b", {}, top, item.feature);
       el("span", { class: "muted" }, top, when(item.ts));
       const sub = el("div", { class: "row" }, li);
-      el("span", { class: "muted" }, sub, [item.model, item.key_id].filter(Boolean).join(" · "));
+      const origin = item.source && item.source !== "production" ? item.source : item.key_id;
+      el("span", { class: "muted" }, sub, [item.model, origin].filter(Boolean).join(" · "));
       if (item.verdict) el("span", { class: "pill " + (item.verdict === "pass" ? "ok" : "error") }, sub, item.verdict);
       li.addEventListener("click", () => select(item.id));
     }
@@ -112,7 +113,8 @@
     const meta = $("#item-meta");
     meta.replaceChildren();
     for (const [k, v] of [["feature", item.feature], ["model", item.model], ["key", item.key_id],
-      ["prompt", item.prompt_version], ["time", when(item.ts)], ["call", item.call_id]]) {
+      ["prompt", item.prompt_version], ["time", when(item.ts)],
+      ["source", item.source !== "production" ? item.source : null], ["call", item.call_id]]) {
       if (!v) continue;
       const span = el("span", {}, meta);
       el("i", {}, span, k);
