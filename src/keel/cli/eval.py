@@ -202,10 +202,10 @@ def _print_comparison(cmp: Comparison, html: Path | None) -> None:
     table.add_row("cost/case USD", f"{cmp.cost_usd.a:.6f}", f"{cmp.cost_usd.b:.6f}", ci(cmp.cost_usd))
     _out.print(table)
     for c in cmp.cases:
-        if c.status in ("regressed", "fixed"):
+        if c.status in ("regressed", "fixed", "score changed"):
             why = "; ".join(o["reason"] for o in c.b.outcomes if not o["pass"]) or c.b.error or ""
             _out.print(
-                f"  {c.status.upper():9} {c.case_id}: score {c.a.score:.3f} → {c.b.score:.3f} {why[:120]}"
+                f"  {c.status.upper()} {c.case_id}: score {c.a.score:.3f} → {c.b.score:.3f} {why[:120]}"
             )
     if cmp.only_a or cmp.only_b:
         _out.print(f"  not compared: {len(cmp.only_a)} case(s) only in A, {len(cmp.only_b)} only in B")
