@@ -6,7 +6,7 @@
   const { fmt, html } = C;
   const FILTERS = ["range", "feature", "model", "key"];
   const ACTION_COLORS = { block: "#d64550", flag: "#d99a16", redact: "#8a63d2", strip: "#8a63d2",
-    pseudonymize: "#8a63d2", pass: "#1f9d6a", allow: "#1f9d6a" };
+    pseudonymize: "#8a63d2", modify: "#8a63d2", pass: "#1f9d6a", allow: "#1f9d6a" };
   const CACHE_COLORS = { exact: "#1f9d6a", semantic: "#17a2b8", miss: "#c7cedb" };
   const $ = (sel) => document.querySelector(sel);
   const { api } = window.KeelAuth;
