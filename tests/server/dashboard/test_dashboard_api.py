@@ -207,3 +207,23 @@ def test_a_gateway_on_postgresql_charts_its_calls_and_queues_them_for_review(tmp
                 time.sleep(0.05)
             assert queue["features"] == ["other"]
             assert queue["counts"]["pending"] == 1
+
+
+def test_with_the_ledger_off_the_dashboard_says_so(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from keel.config import load_config
+    from keel.server.app import create_app
+
+    (tmp_path / "keel.yaml").write_text(
+        "models: [{name: m, provider: openai, base_url: 'http://127.0.0.1:9/v1'}]\n"
+        "features: [{name: chat, model: m, budget: {usd_per_day: 2}}]\n"
+        "ledger: {enabled: false}\nstorage: {path: keel.db}\n"
+    )
+    with TestClient(create_app(load_config(tmp_path / "keel.yaml")).api) as client:
+        overview = client.get("/dashboard/api/overview").json()
+        assert overview["ledger"] is False
+        assert "totals" not in overview
+        assert overview["budgets"][0]["spent_usd"] == 0
+        assert client.get("/dashboard/api/calls").json() == {"ledger": False, "calls": []}
+        assert client.get("/dashboard/api/review/items").json()["counts"]["pending"] == 0
