@@ -17,10 +17,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from keel.context.embed import LocalEmbedder
+import numpy as np
+
+from keel.context.embed import Embedder, LocalEmbedder, Matrix
 from keel.validate.grounding import GroundingScorer
 
 ITEMS = Path(__file__).resolve().parent.parent / "data" / "grounding" / "items.jsonl"
+
+
+class Remembering(Embedder):
+    """Embeds each distinct text once: the items share their contexts, the scorers share everything."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.seen: dict[str, np.ndarray] = {}
+
+    async def embed(self, texts: list[str]) -> Matrix:
+        """Vectors for ``texts``, computing only the new ones."""
+        new = list(dict.fromkeys(t for t in texts if t not in self.seen))
+        if new:
+            for t, v in zip(new, await self.inner.embed(new), strict=True):
+                self.seen[t] = v
+        return np.stack([self.seen[t] for t in texts])
 
 
 def auroc(positive: list[float], negative: list[float]) -> float:
@@ -30,8 +48,9 @@ def auroc(positive: list[float], negative: list[float]) -> float:
 
 
 async def main(items: list[dict[str, Any]]) -> None:
-    embedder = LocalEmbedder(None)
-    await embedder.start()
+    local = LocalEmbedder(None)
+    await local.start()
+    embedder = Remembering(local)
     scorers = {
         "lexical only": GroundingScorer(None),
         "embedding only": GroundingScorer(embedder, weight=1.0),
@@ -40,7 +59,7 @@ async def main(items: list[dict[str, Any]]) -> None:
     results: dict[str, list[float]] = {}
     for name, scorer in scorers.items():
         results[name] = [await scorer.score(i["answer"], [c["text"] for c in i["context"]]) for i in items]
-    await embedder.aclose()
+    await local.aclose()
     kinds = sorted({i["kind"] for i in items if not i["supported"]})
     print(
         f"{len(items)} items: {sum(i['supported'] for i in items)} supported, "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.validate.ledger_rows import last_row
 
 from keel import Call, Pipeline, Settings
 from keel.context.embed import HashEmbedder
@@ -93,14 +93,6 @@ def _ask(settings: Settings, feature: str, replies: list[str]) -> tuple[Any, Scr
     return asyncio.run(go()), provider
 
 
-def _row(settings: Settings) -> dict[str, Any]:
-    with sqlite3.connect(settings.db_path) as db:
-        db.row_factory = sqlite3.Row
-        row = dict(db.execute("select * from calls order by ts desc limit 1").fetchone())
-    db.close()
-    return row
-
-
 def test_a_supported_answer_passes_without_a_verdict(make_settings: MakeSettings) -> None:
     s = make_settings(CONFIG)
     result, _ = _ask(s, "flag", [SUPPORTED])
@@ -128,11 +120,11 @@ def test_reask_asks_again_for_an_answer_from_the_sources_only(make_settings: Mak
     result, provider = _ask(s, "reask", [ADDED, SUPPORTED])
     assert result.text == SUPPORTED
     assert "using only facts stated in the sources" in provider.requests[1].messages[-1]["content"]
-    assert json.loads(_row(s)["counters"])["validation.grounding.reasks"] == 1
+    assert json.loads(last_row(s)["counters"])["validation.grounding.reasks"] == 1
 
 
 def test_reasks_are_bounded(make_settings: MakeSettings) -> None:
     s = make_settings(CONFIG)
     with pytest.raises(OutputRejected, match="not supported by the retrieved sources"):
         _ask(s, "reask", [ADDED])
-    assert _row(s)["error_code"] == "grounding_unsupported"
+    assert last_row(s)["error_code"] == "grounding_unsupported"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.validate.ledger_rows import last_row
 
 from keel import Call, Pipeline, Settings
 from keel.errors import ConfigError, OutputRejected
@@ -84,10 +84,7 @@ def _run(settings: Settings, reply: str, feature: str, *, stream: bool = False) 
 
 
 def _row(settings: Settings) -> dict[str, Any]:
-    with sqlite3.connect(settings.db_path) as db:
-        db.row_factory = sqlite3.Row
-        row = dict(db.execute("select * from calls order by ts desc limit 1").fetchone())
-    db.close()
+    row = last_row(settings)
     row["verdicts"] = json.loads(row["verdicts"])
     return row
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.validate.ledger_rows import last_row
 
 from keel import Call, Pipeline, Settings
 from keel.context.embed import HashEmbedder
@@ -77,14 +77,6 @@ def _ask(
     return asyncio.run(go()), provider
 
 
-def _last_row(settings: Settings) -> dict[str, Any]:
-    with sqlite3.connect(settings.db_path) as db:
-        db.row_factory = sqlite3.Row
-        row = dict(db.execute("select * from calls order by ts desc limit 1").fetchone())
-    db.close()
-    return row
-
-
 def test_a_matching_intent_is_answered_without_the_model_and_the_saving_is_recorded(
     make_settings: MakeSettings,
 ) -> None:
@@ -92,7 +84,7 @@ def test_a_matching_intent_is_answered_without_the_model_and_the_saving_is_recor
     text, provider = _ask(s, "What are your opening hours?")
     assert text == "We are open 9:00-17:00, Monday to Friday."
     assert provider.requests == []
-    row = _last_row(s)
+    row = last_row(s)
     assert row["status"] == "ok" and row["cost_usd"] == 0 and row["saved_usd"] > 0
     assert row["route"] == "intent:hours"
     assert json.loads(row["counters"])["rules.intent.hours"] == 1
@@ -128,7 +120,7 @@ def test_other_questions_go_to_the_model(make_settings: MakeSettings) -> None:
     s = make_settings(CONFIG)
     text, provider = _ask(s, "Tell me a joke")
     assert text == "from the model" and len(provider.requests) == 1
-    assert _last_row(s)["route"] is None
+    assert last_row(s)["route"] is None
 
 
 def test_postprocessing_edits_the_answer_in_order_also_in_a_held_stream(make_settings: MakeSettings) -> None:
