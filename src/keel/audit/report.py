@@ -71,7 +71,7 @@ font-weight:600;display:inline-block;background:{"#e6f4ea" if ready else "#fbe9e
 <h1>Production readiness: {escape(source)}</h1>
 <p>{when}; gateway measured: {escape(url or "none (pass --url)")}</p>
 <p class="v">{verdict}</p>
-{grid(audits)}
+<div>{grid(audits)}</div>
 <table><tr><th>feature</th><th>area</th><th>question</th><th>answer</th><th>evidence</th></tr>
 {"".join(rows)}</table></body></html>
 """
