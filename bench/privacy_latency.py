@@ -102,6 +102,37 @@ def input_layer(stages: list[Stage], text: str) -> Callable[[], None]:
     return lambda: loop.run_until_complete(once())
 
 
+def stream_cost(answer: str, system: str, runs: int, *, pii: bool) -> tuple[float, float, int]:
+    """Per-chunk ms of the stream guard (4-character chunks), and ms to check the answer whole."""
+    from keel.llm.canary import canary_token
+    from keel.validate.leakage import LeakageStage, Scanner
+    from keel.validate.stream_guard import guard_for
+
+    scanners = [Scanner("secret", "redact", SecretDetector().find)]
+    if pii:
+        scanners.append(Scanner("pii", "redact", PIIDetector().find))
+    stage = LeakageStage(canary_token("bench"), 80, scanners, live=True)
+    call = Call(feature="bench", messages=[{"role": "system", "content": system}])
+    pieces = [answer[i : i + 4] for i in range(0, len(answer), 4)]
+
+    def streamed() -> None:
+        guard = guard_for(call, stage, live=True)
+        assert guard is not None
+        for piece in pieces:
+            guard.apply({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        guard.finish(None)
+
+    def whole() -> None:
+        watch = stage.watch(call)
+        assert watch is not None
+        watch.feed(answer)
+        for scanner in scanners:
+            scanner.find(answer)
+
+    per_stream = timed(streamed, max(runs // 10, 20))[0]
+    return per_stream / len(pieces), timed(whole, runs)[0], len(pieces)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=300)
@@ -142,6 +173,16 @@ def main() -> None:
             f"{ks[0]:.2f} ({ks[1]:.2f}) ms | {rs[0]:.2f} ms ({rs[0] / ks[0]:.1f}x) | "
             f"{d[0]:.2f} ({d[1]:.2f}) ms | {w[0]:.2f} ({w[1]:.2f}) ms |"
         )
+    print()
+    print("A 2,000-character answer streamed in 4-character chunks through the stream guard (canary and")
+    print("system-prompt watch on a 1,000-character system prompt, secrets redaction, optionally PII):")
+    print()
+    print("| output guards | per chunk p50 | whole stream | the same answer checked whole |")
+    print("|---|---:|---:|---:|")
+    system = prose(1000, seed=3)
+    for label, with_pii in (("canary, leak, secrets (default)", False), ("and PII redaction", True)):
+        chunk_ms, whole_ms, n = stream_cost(dense, system, args.runs, pii=with_pii)
+        print(f"| {label} | {chunk_ms * 1000:.0f} µs | {chunk_ms * n:.1f} ms | {whole_ms:.2f} ms |")
 
 
 if __name__ == "__main__":

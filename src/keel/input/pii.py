@@ -51,6 +51,8 @@ _TRIGGERS: dict[str, re.Pattern[str] | None] = {
     "IN_AADHAAR": _DIGITS,
     "IP_ADDRESS": re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:|::"),
     "URL": re.compile(r"(?i)https?:|www\.|\.[a-z]{2,}/"),
+    "IBAN_CODE": re.compile(r"[A-Z]{2}\d{2}"),  # the IBAN pattern is case-sensitive
+    "CRYPTO": re.compile(r"bc1|[13][a-zA-HJ-NP-Z0-9]{25}"),
     "UK_NINO": re.compile(r"[A-Za-z]\s?\d{2}\s?\d{2}\s?\d{2}"),
     "MAC_ADDRESS": re.compile(r"[0-9A-Fa-f]{2}[:-][0-9A-Fa-f]{2}[:-]|[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\."),
 }

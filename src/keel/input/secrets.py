@@ -117,7 +117,7 @@ class SecretDetector:
 
     def find(self, text: str) -> list[Finding]:
         """Secrets in ``text``, without overlaps, in text order."""
-        if len(text) < 8:
+        if len(text) < 8 or not _might_hold_secrets(text):
             return []
         return resolve(self._all(text))
 
@@ -135,6 +135,22 @@ class SecretDetector:
                 yield Finding(ENTITY, m.start(), m.end(), 1.0)
         yield from _keywords(text)
         yield from _high_entropy(text)
+
+
+# Every detector above needs one of these: a token of 16+ key characters (all key and token formats,
+# high-entropy strings; Artifactory's expressions would take 11, its real keys have 73), a URL with
+# credentials, a private-key marker, or an assignment.
+_CANDIDATE = re.compile(r"[A-Za-z0-9_\-+/=.]{16,}|://|PRIVATE KEY|PuTTY-User-Key|[=:]")
+
+
+def _might_hold_secrets(text: str) -> bool:
+    """A cheap necessary condition: prose without long tokens or assignments skips every detector."""
+    for m in _CANDIDATE.finditer(text):
+        if m.group() not in "=:":
+            return True
+        if _KEYWORD_HINT.search(text):  # an assignment only matters with a keyword
+            return True
+    return False
 
 
 def _value_span(m: re.Match[str]) -> tuple[int, int]:

@@ -9,7 +9,8 @@ choice's text passes through a chain of filters:
    have gone out, which by definition is not a leak). For secrets and PII it keeps a carry-over
    window: the last ``window`` characters, widened back to the start of an unfinished word, an
    open private-key block, or a finding that reaches into it, stay pending until more text shows
-   they are complete; the pending text plus some already released text is scanned on each piece.
+   they are complete. Once ``_STEP`` more characters have arrived, the pending text plus some
+   already released text is scanned and what is safe is released.
 2. ``StreamReplacer`` (``keel.input.restore``) when the caller gets its original values back.
 
 Tool-call arguments in a stream get only the restore step.
@@ -28,6 +29,7 @@ from keel.llm.providers.base import Chunk
 from keel.validate.leakage import LeakageStage, LeakWatch, Scanner, found_verdict, leak_error, redact, scan
 
 _CONTEXT = 96  # released characters scanned again with the pending ones (keywords before a value)
+_STEP = 24  # scan again once this many characters have arrived since the last release
 _MAX_HOLD = 16_384  # never hold more than this, whatever it looks like
 _OPEN_KEY = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?![\s\S]*-----END)")
 
@@ -56,6 +58,8 @@ class OutputFilter:
         if not self.scanners:
             return text
         self._pending += text
+        if len(self._pending) < self.window + _STEP:
+            return ""  # scan in steps, not on every token
         return self._release(final=False)
 
     def end(self) -> str:
