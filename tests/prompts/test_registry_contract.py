@@ -152,3 +152,25 @@ def test_a_postgres_registry_reconnects_after_its_connection_drops(postgres_url:
         with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         assert reg.get("support@production").number == 1  # a gateway keeps following labels
+
+
+def test_replicas_syncing_the_same_file_at_once_make_one_version(registry_target: str | Path) -> None:
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            with open_registry(registry_target) as reg:
+                barrier.wait()
+                reg.register("support", V1)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with open_registry(registry_target) as reg:
+        assert [v.number for v in reg.versions("support")] == [1]

@@ -87,19 +87,25 @@ class PostgresPromptRegistry(PromptRegistry):
     def _tx(self) -> _Transaction:
         return _Transaction(self)
 
-    def _add_version(self, name: str, text: str, hash_: str, note: str) -> PromptVersion:
+    def _add_version(self, name: str, text: str, hash_: str, note: str) -> tuple[PromptVersion, bool]:
         s, now = self._s, time.time()
         with self._tx() as cur:
-            cur.execute(f"SELECT max(number) FROM {s}prompt_versions WHERE name = %s", (name,))
-            row = cur.fetchone()
-            number = ((row[0] if row else None) or 0) + 1
+            cur.execute(
+                f"SELECT name, number, hash, text, created_at, note FROM {s}prompt_versions "
+                "WHERE name = %s ORDER BY number DESC LIMIT 1",
+                (name,),
+            )
+            latest = cur.fetchone()
+            if latest is not None and latest[2] == hash_:  # another writer registered it meanwhile
+                return PromptVersion(*latest), False
+            number = (latest[1] if latest else 0) + 1
             cur.execute(
                 f"INSERT INTO {s}prompt_versions VALUES (%s, %s, %s, %s, %s, %s)",
                 (name, number, hash_, text, now, note),
             )
             if number == 1:
                 self._label(cur, name, FIRST_LABEL, 1, now, "first version")
-        return PromptVersion(name, number, hash_, text, now, note)
+        return PromptVersion(name, number, hash_, text, now, note), True
 
     def _label(
         self, cur: psycopg.Cursor[Any], name: str, label: str, number: int, at: float, actor: str

@@ -88,8 +88,9 @@ class PromptRegistry(ABC):
     # -- storage, per backend --------------------------------------------------------------------
 
     @abstractmethod
-    def _add_version(self, name: str, text: str, hash_: str, note: str) -> PromptVersion:
-        """Append a version numbered one past the newest, atomically; the first also gets ``production``."""
+    def _add_version(self, name: str, text: str, hash_: str, note: str) -> tuple[PromptVersion, bool]:
+        """Append a version numbered one past the newest, atomically, unless the newest has ``hash_``
+        already (then return it and False); the first version also gets ``production``."""
 
     @abstractmethod
     def versions(self, name: str) -> list[PromptVersion]:
@@ -130,10 +131,7 @@ class PromptRegistry(ABC):
         if not _NAME.match(name):
             raise ConfigError(f"bad prompt name {name!r}")
         template = parse_prompt(text, name=name, where=f"prompt {name!r}")
-        existing = self.versions(name)
-        if existing and existing[-1].hash == template.version:
-            return existing[-1], False
-        return self._add_version(name, text, template.version, note), True
+        return self._add_version(name, text, template.version, note)
 
     def sync_dir(self, directory: Path) -> list[PromptVersion]:
         """Register every ``*.yaml``/``*.yml`` file of ``directory`` that changed; the new versions."""

@@ -76,20 +76,26 @@ class SQLitePromptRegistry(PromptRegistry):
         self._db = open_sqlite(path, "prompt registry", _migrate)
         self._lock = threading.Lock()
 
-    def _add_version(self, name: str, text: str, hash_: str, note: str) -> PromptVersion:
+    def _add_version(self, name: str, text: str, hash_: str, note: str) -> tuple[PromptVersion, bool]:
         now = time.time()
         with self._lock:
             db = self._db
             with immediate(db):  # the write lock first: concurrent writers take turns
-                row = db.execute("SELECT max(number) FROM prompt_versions WHERE name = ?", (name,)).fetchone()
-                number = (row[0] or 0) + 1
+                latest = db.execute(
+                    "SELECT name, number, hash, text, created_at, note FROM prompt_versions WHERE name = ? "
+                    "ORDER BY number DESC LIMIT 1",
+                    (name,),
+                ).fetchone()
+                if latest is not None and latest[2] == hash_:  # another writer registered it meanwhile
+                    return PromptVersion(*latest), False
+                number = (latest[1] if latest else 0) + 1
                 db.execute(
                     "INSERT INTO prompt_versions VALUES (?, ?, ?, ?, ?, ?)",
                     (name, number, hash_, text, now, note),
                 )
                 if number == 1:
                     self._label(db, name, FIRST_LABEL, 1, now, "first version")
-        return PromptVersion(name, number, hash_, text, now, note)
+        return PromptVersion(name, number, hash_, text, now, note), True
 
     @staticmethod
     def _label(
