@@ -200,3 +200,19 @@ def test_an_unknown_pii_entity_stops_keel_at_load_naming_the_key(
         Pipeline(settings, providers={"m": ScriptedProvider("m")})
     assert "features[0].input.pii.entities: unknown PII entity 'SHOE_SIZE'" in err.value.message
     assert "EMAIL_ADDRESS" in err.value.message
+
+
+def test_structured_output_is_restored_in_the_parsed_value_and_in_a_held_stream(
+    make_settings: Callable[..., Settings],
+) -> None:
+    config = CONFIG.replace("@PII@", "{action: redact, restore: true}").replace("@SECRETS@", "redact")
+    config = config.replace(
+        "    input:",
+        "    schema: {type: object, properties: {to: {type: string}}, required: [to]}\n    input:",
+    )
+    settings = make_settings(config)
+    reply = '{"to": "<EMAIL_1>"}'
+    result = _run(settings, ScriptedProvider("m", [reply]), f"mail {EMAIL}")
+    assert result.output == {"to": EMAIL} and result.text == f'{{"to": "{EMAIL}"}}'
+    pieces = _run(settings, ScriptedProvider("m", [reply]), f"mail {EMAIL}", stream=True)
+    assert "".join(pieces) == f'{{"to": "{EMAIL}"}}'
