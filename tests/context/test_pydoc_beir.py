@@ -46,8 +46,8 @@ def test_the_set_is_what_its_readme_says() -> None:
 
 def test_bm25_stays_above_its_floor(scored: dict[Mode, Scores]) -> None:
     bm25 = scored["keyword"]
-    assert bm25.ndcg10 >= 0.62 and bm25.recall100 >= 0.95  # measured 0.690 / 1.000
+    assert bm25.ndcg10 >= 0.70 and bm25.recall100 >= 0.95  # measured 0.760 / 1.000
 
 
 def test_hybrid_with_a_weak_embedder_stays_close_to_bm25(scored: dict[Mode, Scores]) -> None:
-    assert scored["hybrid"].ndcg10 >= 0.58 and scored["hybrid"].recall100 >= 0.95  # measured 0.662 / 1.000
+    assert scored["hybrid"].ndcg10 >= 0.60 and scored["hybrid"].recall100 >= 0.95  # measured 0.670 / 1.000

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 from qdrant_client import models
 
+from keel.context.sqlite_schema import query_words
+
 _K1, _B, _AVGDL = 1.2, 0.75, 120.0  # BM25 constants; chunks are cut to about the same length
 
 
@@ -63,6 +65,6 @@ class Analyser:
         return models.SparseVector(indices=list(weights), values=list(weights.values()))
 
     def query(self, text: str) -> models.SparseVector:
-        """Each distinct query term once."""
-        ids = sorted({_term_id(t) for t in self.terms([text])[0]})
+        """Each distinct query term once (stop words left out, as the SQLite index does)."""
+        ids = sorted({_term_id(t) for t in self.terms([" ".join(query_words(text))])[0]})
         return models.SparseVector(indices=ids, values=[1.0] * len(ids))

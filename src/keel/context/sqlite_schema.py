@@ -50,10 +50,27 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 _MAX_TERMS = 64
 
 
+# Words that match almost every chunk: BM25 gives them next to no weight, but FTS5 still visits
+# and scores every row that holds one (on 7,000 chunks, a question's BM25 p50 fell from 62 to 24 ms
+# without them, and nDCG@10 on data/pydoc_beir rose from 0.690 to 0.760).
+_STOPWORDS = (
+    "a an and are as at be but by can do does did for from has have how i if in into is it its "
+    "me my of on or our so than that the their them then there these they this those to was we "
+    "were what when where which who whom why will with would you your"
+)
+STOPWORDS = frozenset(_STOPWORDS.split())
+
+
+def query_words(text: str) -> list[str]:
+    """A question's distinct words, lower-cased, stop words left out (all of them if that is all)."""
+    words = list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))
+    kept = [w for w in words if w not in STOPWORDS]
+    return (kept or words)[:_MAX_TERMS]
+
+
 def fts_query(text: str) -> str:
     """A free-text question as an FTS5 query: each distinct word quoted, any of them matching."""
-    terms = list(dict.fromkeys(t.lower() for t in _TOKEN.findall(text)))[:_MAX_TERMS]
-    return " OR ".join(f'"{t}"' for t in terms)
+    return " OR ".join(f'"{t}"' for t in query_words(text))
 
 
 def marks(items: Sequence[Any]) -> str:
