@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keel.call import Call
+from keel.input.findings import Finding
 from keel.input.restore import StreamReplacer
 from keel.llm.providers.base import Chunk
 from keel.validate.leakage import LeakageStage, LeakWatch, Scanner, found_verdict, leak_error, redact, scan
@@ -48,6 +49,7 @@ class OutputFilter:
         self.window = window if self.scanners else 0
         self._pending = ""
         self._released = ""  # the tail of what went out, for context
+        self._next = 0  # scan when this much is pending (grows while a long token is held)
 
     def feed(self, text: str) -> str:
         """What may be released now that ``text`` arrived (OutputRejected on a leak or a block)."""
@@ -58,9 +60,12 @@ class OutputFilter:
         if not self.scanners:
             return text
         self._pending += text
-        if len(self._pending) < self.window + _STEP:
+        if len(self._pending) < max(self.window + _STEP, self._next):
             return ""  # scan in steps, not on every token
-        return self._release(final=False)
+        out = self._release(final=False)
+        held = len(self._pending)
+        self._next = held + max(_STEP, held // 2)  # a long unfinished token: rescan less and less often
+        return out
 
     def end(self) -> str:
         """Everything still pending, scanned, at the end of the stream."""
@@ -82,7 +87,7 @@ class OutputFilter:
             if self.record:
                 found_verdict(self.call, self.stage.name, scanner, done)
             if scanner.action == "redact":
-                shifted = [type(f)(f.entity, max(f.start, base) - base, f.end - base, f.score) for f in done]
+                shifted = [Finding(f.entity, max(f.start, base) - base, f.end - base, f.score) for f in done]
                 out = redact(out, shifted)
             for f in done:
                 fs.remove(f)
@@ -90,7 +95,7 @@ class OutputFilter:
         self._released = (self._released + text[base:cut])[-_CONTEXT:]
         return out
 
-    def _cut(self, text: str, base: int, findings: dict[Scanner, list[Any]]) -> int:
+    def _cut(self, text: str, base: int, findings: dict[Scanner, list[Finding]]) -> int:
         cut = len(text) - self.window
         if len(text) - base > _MAX_HOLD:
             return max(cut, base)
