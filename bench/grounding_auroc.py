@@ -78,7 +78,7 @@ async def main(items: list[dict[str, Any]]) -> None:
         print(f"| {name} | " + " | ".join(f"{x:.3f}" for x in row) + " |")
     scores = results["mix (weight 0.5, default)"]
     print("\n| threshold (mix) | unsupported caught | supported flagged |\n|---|---|---|")
-    for t in (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7):
+    for t in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
         caught = sum(s < t for s, i in zip(scores, items, strict=True) if not i["supported"])
         wrong = sum(s < t for s, i in zip(scores, items, strict=True) if i["supported"])
         n_un = sum(not i["supported"] for i in items)

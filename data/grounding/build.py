@@ -6,7 +6,8 @@ Built from the Context layer's test corpus, ``data/pydoc_beir`` (Python's own do
 deterministically. For each of its 64 questions the context is the passages judged relevant to
 it, and there are four answers:
 
-- ``supported/evidence``: the context's sentence that answers the question;
+- ``supported/evidence``: the context's sentence that answers the question, reworded as an
+  assistant would say it (a lead-in, fact-preserving rewordings);
 - ``supported/two_sentences``: that sentence and the next one of the same passage;
 - ``unsupported/changed``: the evidence sentence with a number changed, or else one entity
   swapped for a plausible other (True/False, before/after, list/tuple, a dunder name for
@@ -51,6 +52,28 @@ SWAPS = [
     ("read", "written"),
     ("start", "end"),
 ]
+# Rewordings that keep the facts: a model rarely copies its source word for word.
+PARAPHRASES = [
+    ("is used", "gets used"),
+    ("is called", "gets invoked"),
+    ("must be", "has to be"),
+    ("returns", "gives back"),
+    ("therefore", "so"),
+    ("However,", "But"),
+    ("In particular,", "Notably,"),
+    ("is equivalent to", "is the same as"),
+    ("is evaluated", "gets evaluated"),
+    ("may be", "can be"),
+    ("the following", "these"),
+    ("specified", "given"),
+    ("contains", "holds"),
+    ("an error", "an exception"),
+    ("is raised", "gets raised"),
+    ("in order to", "to"),
+    ("refer to", "point to"),
+    ("allows", "lets"),
+]
+LEADS = ["", "In short: ", "According to the documentation, ", "Yes. ", "The reference says that "]
 DUNDER = re.compile(r"__[a-z]+__")
 NUMBER = re.compile(r"(?<![\w.])\d+(?![\w.])")
 
@@ -59,6 +82,16 @@ def sentences(text: str) -> list[str]:
     """The passage's sentences, whitespace collapsed, without the very short ones."""
     flat = " ".join(text.split())
     return [s for s in _SENT.split(flat) if len(s.split()) >= 5]
+
+
+def reworded(sentence: str, r: random.Random) -> str:
+    """``sentence`` said the way an assistant would: a lead-in and some rewording, same facts."""
+    out = sentence
+    for a, b in PARAPHRASES:
+        if a in out:
+            out = out.replace(a, b, 1)
+    lead = r.choice(LEADS)
+    return lead + (out[0].lower() + out[1:] if lead and not lead.endswith(". ") else out)
 
 
 def changed(sentence: str, r: random.Random, dunders: list[str]) -> tuple[str, str]:
@@ -114,8 +147,9 @@ def main() -> None:
             flat = " ".join(source["text"].split())
             at = flat.index(phrase)
             sents, i = [flat[max(0, at - 80) : at + len(phrase) + 80]], 0
-        answer = sents[i]
+        answer = reworded(sents[i], r)
         following = sents[i + 1] if i + 1 < len(sents) else (sents[i - 1] if i > 0 else None)
+        following = None if following is None else reworded(following, r).removeprefix("Yes. ")
         others = [
             d for d in corpus.values() if not d["_id"].startswith(topic + "/") and d["_id"] not in qrels[qid]
         ]
