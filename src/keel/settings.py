@@ -362,6 +362,7 @@ class Settings(_Strict):
     models: list[ModelConfig]
     features: list[FeatureConfig]
     keys: list[KeyConfig] = Field(default_factory=list)
+    key_store: str | None = None  # keel.keystore: postgresql://… shares managed keys; None: storage.path
     state: str = "memory"  # caches, limits, budgets, breakers: "memory" (in-process) or redis://host:port/db
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
     storage: StorageConfig = StorageConfig()

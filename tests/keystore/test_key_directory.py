@@ -44,8 +44,13 @@ class CountingStore(MemoryKeyStore):
         return super().revision()
 
 
+def closed(directory: KeyDirectory) -> bool:
+    """True when requests must carry a key (a call, so that type checkers do not pin the value)."""
+    return directory.enabled
+
+
 def _yaml_key(**kw: object) -> KeyConfig:
-    return KeyConfig(name="yaml", hash=hash_key(YAML_KEY), **kw)  # type: ignore[arg-type]
+    return KeyConfig(name="yaml", hash=hash_key(YAML_KEY), **kw)
 
 
 def test_a_key_created_or_revoked_while_running_is_seen_at_the_next_reload() -> None:
@@ -53,7 +58,7 @@ def test_a_key_created_or_revoked_while_running_is_seen_at_the_next_reload() -> 
         store = CountingStore()
         directory = KeyDirectory([], store)
         await directory.start()
-        assert not directory.enabled
+        assert not closed(directory)
         secret, _ = issue_key(store, KeySpec("app", rate_limit=RateLimit(rpm=3)))
         assert directory.by_hash(hash_key(secret)) is None  # not before a reload
         await directory.refresh()
@@ -64,7 +69,7 @@ def test_a_key_created_or_revoked_while_running_is_seen_at_the_next_reload() -> 
         store.revoke("app")
         await directory.refresh()
         assert directory.by_hash(hash_key(secret)) is None and directory.by_name("app") is None
-        assert directory.enabled  # every key revoked: the gateway stays closed
+        assert closed(directory)  # every key revoked: the gateway stays closed
         await directory.aclose()
 
     asyncio.run(go())
@@ -128,6 +133,29 @@ def test_an_unreadable_store_keeps_the_last_keys_and_says_so(caplog: pytest.LogC
             await directory.refresh()
         assert directory.by_hash(hash_key(secret)) is not None
         assert "event=key_store_unreadable" in caplog.text and "disk I/O error" in caplog.text
+
+    asyncio.run(go())
+
+
+def test_a_store_unreadable_from_the_start_closes_the_gateway_until_it_can_be_read() -> None:
+    async def go() -> None:
+        store = CountingStore()
+        secret, _ = issue_key(store, KeySpec("app"))
+        store.broken = True
+        directory, clock = KeyDirectory([_yaml_key()], store), Clock()
+        directory.clock = clock
+        ring = KeyRing(directory)
+        await directory.start()
+        assert directory.enabled  # fail closed: requests need a key even though none is known
+        with pytest.raises(AuthenticationError, match="missing API key"):
+            await ring.authenticate(None)
+        assert await ring.authenticate(f"Bearer {YAML_KEY}") == _yaml_key()
+        with pytest.raises(AuthenticationError, match="invalid API key"):
+            await ring.authenticate(f"Bearer {secret}")
+        store.broken, clock.now = False, clock.now + 1.0
+        key = await ring.authenticate(f"Bearer {secret}")  # readable again: the next miss reloads it
+        assert key is not None and key.name == "app"
+        await directory.aclose()
 
     asyncio.run(go())
 

@@ -1,25 +1,32 @@
-"""The key-store contract (every store passes it) on memory and SQLite, plus SQLite's own promises."""
+"""The key-store contract (every store passes it) on memory, SQLite and PostgreSQL; then each one's own."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from tests.monitor.postgres_helpers import fresh_schema
 
-from keel.errors import InvalidRequest
+from keel.errors import InvalidRequest, StateUnavailable
 from keel.keys import hash_key
 from keel.keystore import KeySpec, KeyStore, MemoryKeyStore, SQLiteKeyStore, issue_key, parse_budgets
+from keel.keystore.postgres import PostgresKeyStore
 from keel.monitor.sqlite_ledger import SQLiteLedger
 from keel.settings import Budget, RateLimit
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
+    if request.param == "postgres":
+        with fresh_schema() as url, PostgresKeyStore(url) as pg:
+            yield pg
+        return
     s: KeyStore = MemoryKeyStore() if request.param == "memory" else SQLiteKeyStore(tmp_path / "k.db")
     with s:
         yield s
@@ -154,3 +161,41 @@ def test_two_stores_on_one_file_see_each_others_keys(tmp_path: Path) -> None:
     assert [k.name for k in b.list_keys()] == ["app"]
     b.revoke("app")
     assert a.list_keys() == [] and a.revision() == b.revision()
+
+
+# -- PostgreSQL's own promises -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_replicas_on_one_postgres_schema_share_keys_and_one_name_is_won_by_one_create() -> None:
+    with fresh_schema() as url:
+        replicas = [PostgresKeyStore(url) for _ in range(4)]
+        won: list[str] = []
+        refused: list[str] = []
+
+        def create(store: KeyStore) -> None:
+            try:
+                won.append(issue_key(store, KeySpec("app"))[0])
+            except InvalidRequest as exc:
+                refused.append(exc.message)
+
+        threads = [threading.Thread(target=create, args=(r,)) for r in replicas]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1 and len(refused) == 3
+        assert all("an active key named 'app' already exists" in m for m in refused)
+        (seen,) = {tuple(k.hash for k in r.list_keys()) for r in replicas}
+        assert seen == (hash_key(won[0]),)
+        replicas[1].revoke("app")
+        assert all(r.list_keys() == [] and r.revision() == replicas[0].revision() for r in replicas)
+
+
+@pytest.mark.integration
+def test_an_unreachable_postgres_is_a_one_line_error_without_the_password() -> None:
+    store = PostgresKeyStore("postgresql://keel:s3cret@127.0.0.1:9/keel?schema=k", connect_timeout=1)
+    with pytest.raises(StateUnavailable) as failed:
+        store.list_keys()
+    assert "s3cret" not in failed.value.message and "\n" not in failed.value.message
+    assert failed.value.message.startswith("key store postgresql://keel:***@127.0.0.1:9/keel")

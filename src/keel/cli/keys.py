@@ -72,7 +72,7 @@ def create(
         secret, record = issue_key(store, spec)
     print(secret, flush=True)
     print(
-        f"keel: created key {record.name!r} ({record.prefix}…) in {settings.db_path}; "
+        f"keel: created key {record.name!r} ({record.prefix}…) in {store.location}; "
         "this is the only time it is shown",
         file=sys.stderr,
     )
@@ -89,12 +89,13 @@ def list_(
     settings = settings_from(config)
     with open_key_store(settings) as store:
         keys = store.list_keys(include_revoked=all_)
+        where = store.location
     if form == "json":
         sys.stdout.write(json.dumps([_public(k) for k in keys], indent=2) + "\n")
         return
     if not keys:
         which = "keys" if all_ else "active keys"
-        print(f"no {which} in {settings.db_path} (create one: keel keys create --name NAME)")
+        print(f"no {which} in {where} (create one: keel keys create --name NAME)")
         return
     console = Console()
     if not console.is_terminal:

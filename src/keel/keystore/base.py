@@ -129,6 +129,11 @@ class KeyStore(ABC):
     def close(self) -> None:
         """Release connections; idempotent."""
 
+    @property
+    def location(self) -> str:
+        """Where the keys are, for messages (never with a password)."""
+        return repr(self)
+
     def __enter__(self) -> KeyStore:
         return self
 

@@ -5,7 +5,9 @@ The snapshot is reloaded in a worker thread every ``refresh_every`` seconds (2 s
 store's revision changed, and when a request brings an unknown key, at most once per
 ``miss_every`` seconds (1 s) however many such requests come. So a new key works within about
 a second, and a revoked key stops working within ``refresh_every`` plus one reload. When the
-store cannot be read, the last snapshot stays in force and a warning is logged.
+store cannot be read, the last snapshot stays in force and a warning is logged; a store never
+read yet (e.g. PostgreSQL down at start-up) closes the gateway to all but keel.yaml keys rather
+than leave it open.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class KeyDirectory:
             revision, keys = await asyncio.to_thread(self._read, self._revision)
         except KeelError as exc:
             log.warning("event=key_store_unreadable store=%r error=%s", self.store, exc.message)
+            if self._revision is None:
+                self._store_ever = True  # never read: closed (keel.yaml keys only) rather than open
             return
         self._install(revision, keys)
 
