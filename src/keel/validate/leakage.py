@@ -5,7 +5,8 @@
 - **verbatim system prompt** (``output.system_prompt_leak``): an answer that repeats a run of at
   least ``min_leak_chars`` characters of the system prompt (case and whitespace ignored) is blocked
   (``output.system_prompt_leaked``). The system prompt is every system or developer message but
-  the Context layer's sources, without the canary. Its runs are hashed once per distinct prompt.
+  the Context layer's sources, without the canary. The hashes of its runs are kept for the last 64
+  distinct prompts up to 20,000 characters.
 - **secrets** and **PII** in the answer, with the Input layer's detectors: flagged, redacted
   (``[REDACTED_SECRET]``, ``[REDACTED_EMAIL]``) or blocked.
 
@@ -36,11 +37,20 @@ def _norm(text: str) -> str:
     return _WS.sub(" ", text.lower())
 
 
-@lru_cache(maxsize=256)
-def _runs(prompt: str, k: int) -> frozenset[str]:
-    """Every ``k``-character run of the normalised system prompt."""
+_CACHED_PROMPT_CHARS = 20_000  # longer system prompts are hashed per call, not kept
+
+
+def _runs(prompt: str, k: int) -> frozenset[int]:
+    """The hashes of every ``k``-character run of the normalised system prompt."""
+    return _hash_runs(prompt, k) if len(prompt) > _CACHED_PROMPT_CHARS else _cached_runs(prompt, k)
+
+
+def _hash_runs(prompt: str, k: int) -> frozenset[int]:
     norm = _norm(prompt).strip()
-    return frozenset(norm[i : i + k] for i in range(len(norm) - k + 1))
+    return frozenset(hash(norm[i : i + k]) for i in range(len(norm) - k + 1))
+
+
+_cached_runs = lru_cache(maxsize=64)(_hash_runs)  # about 45 bytes per character of each prompt
 
 
 def system_prompt(call: Call, canary: str | None) -> str:
@@ -79,7 +89,7 @@ class LeakWatch:
             k = self.k
             runs = self.runs
             for i in range(len(window) - k + 1):
-                if window[i : i + k] in runs:
+                if hash(window[i : i + k]) in runs:
                     return "output.system_prompt_leaked"
             self._tail = window[-(k - 1) :]
         return None
