@@ -143,6 +143,8 @@ class RetrievalStage(Stage):
             found = await self.retriever.search(c.collection, query)
             candidates += [Candidate(s.chunk, s.score, c.collection) for s in found]
         packed = pack(candidates, c.budget_tokens, c.k)
+        for verdict in packed.verdicts:  # sources whose injected instructions were stripped or flagged
+            call.add_verdict(verdict)
         call.chunks = list(packed.sources)
         call.count("context.sources", len(packed.sources))
         if packed.sources:
@@ -163,7 +165,7 @@ class RetrievalStage(Stage):
         ]
         c = self.config
         whole = [Candidate(ch) for ch in chunks]
-        if not query.strip() or len(pack(whole, c.budget_tokens, c.k).sources) == len(whole):
+        if not query.strip() or len(pack(whole, c.budget_tokens, c.k, scan=False).sources) == len(whole):
             return whole
         ranked = await _rank(chunks, query, self.embedder, c)
         return [Candidate(s.chunk, s.score) for s in ranked]

@@ -68,6 +68,15 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
 # keel's packed sources (keel.context.pack): "[n] (source: ...)" and the source's text below it.
 _SOURCE = re.compile(r"^\[(\d+)\] \(source: [^\n]*\)\n(.*?)(?=^\[\d+\] \(source: |\Z)", re.M | re.S)
 _TAG = re.compile(r"<[^>\n]*>")
+_FENCED = re.compile(r"^<<<untrusted \S+ begin>>>\n(.*?)\n<<<untrusted \S+ end>>>", re.M | re.S)
+
+
+def _inside(body: str) -> str:
+    """A source's own text: inside its fence when it has one, else with markup tags removed."""
+    fenced = _FENCED.search(body)
+    return fenced.group(1) if fenced else _TAG.sub(" ", body)
+
+
 _TERM = re.compile(r"\w{3,}")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -76,7 +85,7 @@ def cite_source(messages: list[dict[str, Any]], question: str) -> str | None:
     """With keel's numbered sources in a system message: an answer quoting the source that shares
     the most words with the question, cited as ``[n]`` (a grounded model's behaviour); else None."""
     sources = [
-        (int(n), _TAG.sub(" ", body))
+        (int(n), _inside(body))
         for m in messages
         if m.get("role") == "system"
         for n, body in _SOURCE.findall(text_of(m))
