@@ -108,9 +108,21 @@ class Retriever:
         mode = mode or c.mode
         lam = c.mmr_lambda if mmr_lambda is None else mmr_lambda
         flt = {**c.filters, **(filters or {})}
-        vector = await self.embed(query) if mode != "keyword" else None
-        # SQLite and numpy release the GIL: the index work runs beside the event loop.
-        return await asyncio.to_thread(self.select, collection, query, vector, k, flt, mode, lam)
+        n = max(c.candidates, k)
+        # SQLite and numpy release the GIL: the index work runs beside the event loop, and the
+        # keyword search runs while the query is being embedded.
+        embedding = asyncio.ensure_future(self.embed(query)) if mode != "keyword" else None
+        try:
+            keyword = (
+                await asyncio.to_thread(self.index.keyword, collection, query, n, flt)
+                if mode != "dense"
+                else []
+            )
+            vector = await embedding if embedding is not None else None
+        finally:
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
+        return await asyncio.to_thread(self.select, collection, query, vector, k, flt, mode, lam, keyword)
 
     def select(
         self,
@@ -121,11 +133,14 @@ class Retriever:
         flt: Filters,
         mode: Mode,
         lam: float | None,
+        keyword: list[Hit] | None = None,
     ) -> list[Scored]:
-        """The blocking part of ``search``: candidates from the index, fusion, diversity."""
+        """The blocking part of ``search``: candidates from the index (``keyword``: the keyword
+        hits, when already found), fusion, diversity."""
         c = self.config
         n = max(c.candidates, k)
-        keyword = self.index.keyword(collection, query, n, flt) if mode != "dense" else []
+        if keyword is None:
+            keyword = self.index.keyword(collection, query, n, flt) if mode != "dense" else []
         dense = self.index.dense(collection, vector, n, flt) if vector is not None else []
         weights = (c.keyword_weight if mode != "dense" else 0.0, c.dense_weight if mode != "keyword" else 0.0)
         fused = _distinct(rrf([keyword, dense], weights, c.fusion_k))
