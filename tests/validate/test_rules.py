@@ -197,3 +197,20 @@ def test_a_paraphrase_is_answered_by_its_intent_with_the_local_embedder(make_set
 
     assert asyncio.run(go()) == ["Open 9-17, Monday to Saturday.", "from the model"]
     assert len(provider.requests) == 1
+
+
+def test_a_schema_features_rule_answers_must_satisfy_the_schema(make_settings: MakeSettings) -> None:
+    head = "models: [{name: m, provider: scripted}]\nfeatures:\n  - name: f\n    model: m\n"
+    schema = "    schema: {type: object, properties: {hours: {type: string}}, required: [hours]}\n"
+    bad = head + schema + "    validation: {intents: [{name: h, patterns: [open], answer: 'Open 9-17'}]}\n"
+    with pytest.raises(ConfigError, match=r"intents\[0\]: the answer 'Open 9-17' is not JSON valid"):
+        Pipeline(make_settings(bad), providers={"m": ScriptedProvider("m")}, ledger=False)
+    good = (
+        head
+        + schema
+        + '    validation: {intents: [{name: h, patterns: [open], answer: \'{"hours": "9-17"}\'}]}\n'
+        "storage: {path: keel.db}\n"
+    )
+    s = make_settings(good)
+    text, provider = _ask(s, "when are you open", "f")
+    assert json.loads(text) == {"hours": "9-17"} and provider.requests == []

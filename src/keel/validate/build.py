@@ -19,7 +19,14 @@ from keel.validate.grounding import GroundingScorer, GroundingStage
 from keel.validate.instruct import SchemaInstructionStage
 from keel.validate.ladder import Ladder
 from keel.validate.policy import policy_stages
-from keel.validate.rules import IntentMatcher, IntentStage, PostprocessStage, intent_functions, post_functions
+from keel.validate.rules import (
+    IntentMatcher,
+    IntentStage,
+    PostprocessStage,
+    check_answers,
+    intent_functions,
+    post_functions,
+)
 from keel.validate.schema import SchemaStage
 from keel.validate.settings import StructuredConfig
 from keel.validate.structured import OutputSchema, load_output_schema
@@ -79,7 +86,9 @@ def build_validation(
     if cfg.intents and provider is not None:
         matcher = IntentMatcher(cfg.intents, embedder)
         functions = intent_functions(cfg.intents, where=f"{where}.validation")
-        plan.before_model.append(IntentStage(matcher, functions, provider, model.name))
+        if output is not None:
+            check_answers(cfg.intents, output, where=f"{where}.validation")
+        plan.before_model.append(IntentStage(matcher, functions, provider, model.name, output))
     if cfg.postprocess:
         steps = post_functions(cfg.postprocess, where=f"{where}.validation")
         plan.checks.append(PostprocessStage(cfg.postprocess, steps))

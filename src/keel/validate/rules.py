@@ -30,6 +30,7 @@ from keel.stage import Layer, Stage
 from keel.validate.answer import rewrite
 from keel.validate.imports import import_object
 from keel.validate.settings import Intent, PostStep
+from keel.validate.structured import NotJSON, OutputSchema, parse
 
 RuleFunction = Callable[..., Any]
 """``fn(call, groups)`` returning the answer text (or an awaitable of it); None: let the model answer."""
@@ -86,7 +87,9 @@ class IntentStage(Stage):
         functions: dict[str, RuleFunction],
         provider: Provider,
         model: str,
+        schema: OutputSchema | None = None,
     ) -> None:
+        self.schema = schema  # a rule's answer to a schema feature must satisfy it too
         self.matcher = matcher
         self.functions = functions
         self.provider = provider  # counts the tokens the model would have been paid for
@@ -104,6 +107,9 @@ class IntentStage(Stage):
             return
         text = await self._answer(call, found)
         if text is None:
+            return
+        if self.schema is not None and not valid_json(text, self.schema):
+            call.count("rules.invalid_answer")  # a function's answer that breaks the schema: ask the model
             return
         intent = found.intent
         call.completion = Completion(
@@ -166,6 +172,25 @@ class PostprocessStage(Stage):
         if text != before:
             rewrite(call, text)
             call.count("validation.postprocessed")
+
+
+def valid_json(text: str, schema: OutputSchema) -> bool:
+    """True when ``text`` is JSON valid against ``schema``."""
+    try:
+        return not schema.errors(parse(text, repair=False).value)
+    except NotJSON:
+        return False
+
+
+def check_answers(intents: list[Intent], schema: OutputSchema, *, where: str) -> None:
+    """ConfigError when a fixed answer or table row of a schema feature is not valid against it."""
+    for i, intent in enumerate(intents):
+        texts = [intent.answer] if intent.answer is not None else list((intent.table or {}).values())
+        for text in texts:
+            if text is not None and not valid_json(text, schema):
+                raise ConfigError(
+                    f"{where}.intents[{i}]: the answer {text[:60]!r} is not JSON valid against the schema"
+                )
 
 
 def intent_functions(intents: list[Intent], *, where: str) -> dict[str, RuleFunction]:
