@@ -146,3 +146,19 @@ def test_an_interrupted_ingest_leaves_the_index_consistent_and_a_rerun_finishes(
     assert indexed == sum(stored.values())  # and the keyword index matches
     rerun = keel("ingest", "docs", "-C", "notes", cwd=root)
     assert f"{60 - len(records)} ingested" in rerun.stdout and f"{len(records)} unchanged" in rerun.stdout
+
+
+def test_the_qdrant_backend_is_chosen_by_configuration(tmp_path: Path, fake: FakeUpstream) -> None:
+    root = project(tmp_path, fake)
+    text = (
+        (root / "keel.yaml")
+        .read_text()
+        .replace("index: {path: index.db,", "index: {backend: qdrant, path: q,")
+    )
+    (root / "keel.yaml").write_text(text)
+    write_corpus(root / "docs")
+    done = keel("ingest", "docs", "-C", "handbook", cwd=root)
+    assert done.returncode == 0 and "4 ingested" in done.stdout, done.stderr
+    listed = json.loads(keel("collections", "list", "-f", "json", cwd=root).stdout)
+    assert [(c["name"], c["documents"]) for c in listed] == [("handbook", 4)]
+    assert (root / "q").is_dir() and not (root / "index.db").exists()
