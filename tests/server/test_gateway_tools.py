@@ -232,3 +232,16 @@ def test_a_call_to_a_tool_the_model_was_never_given_is_refused_and_never_passed_
     (row,) = [r for r in ledger_rows(gw, call_id) if r["id"] == call_id]
     reasons = [v["reason"] for v in json.loads(row["verdicts"])]
     assert reasons == ["tool.undeclared", "tool.refused"] and row["status"] == "blocked"
+
+
+def test_the_model_list_says_which_tools_a_feature_declares_and_which_need_confirming(
+    served: tuple[Gateway, FakeUpstream, dict[str, str]],
+) -> None:
+    gw, _, keys = served
+    with sdk(gw, keys["alice"]) as c:
+        agent = c.models.retrieve("agent")
+    tools = {t["name"]: t for t in (agent.model_extra or {})["keel"]["tools"]}
+    assert list(tools) == ["get_weather", "pick_city", "send_email"]
+    assert tools["send_email"]["side_effects"] and tools["send_email"]["confirm"]
+    assert not tools["get_weather"]["side_effects"] and not tools["get_weather"]["confirm"]
+    assert tools["pick_city"]["parameters"]["properties"]["city"] == {"enum": ["Paris", "Oslo"]}

@@ -109,17 +109,14 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
 
     def _model(name: str) -> dict[str, Any]:
         f = pipeline.features[name]
-        return {
-            "id": name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "keel",
-            "keel": {
-                "model": f.model.name,
-                "provider": f.model.provider,
-                "description": f.config.description,
-            },
+        info: dict[str, Any] = {
+            "model": f.model.name,
+            "provider": f.model.provider,
+            "description": f.config.description,
         }
+        if f.config.tools is not None:  # what a client may offer, and which calls need confirming
+            info["tools"] = [t.model_dump() for t in f.config.tools]
+        return {"id": name, "object": "model", "created": 0, "owned_by": "keel", "keel": info}
 
     @app.get("/v1/models", summary="List the features this key may use (as OpenAI models)")
     async def list_models(request: Request) -> Response:
