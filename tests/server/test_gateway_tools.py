@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from keel.testing import FakeUpstream
-from tests.gateway import KEEL, Gateway
+from tests.gateway import Gateway
 from tests.server.conftest import ledger_rows
+from tests.server.test_gateway_keys import keel
 
 pytestmark = pytest.mark.integration
 
@@ -53,18 +51,6 @@ LOOSE_PICK = tool("pick_city", {"city": {"type": "string"}})  # the declared sch
 EMAIL = tool("send_email", {"to": {"type": "string", "format": "email"}, "body": {"type": "string"}})
 
 
-def create_key(config: Path, name: str) -> str:
-    out = subprocess.run(
-        [KEEL, "keys", "create", "--name", name, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=os.environ,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory,
@@ -73,7 +59,7 @@ def served(
     with FakeUpstream() as fake:
         config = tmp / "keel.yaml"
         config.write_text(CONFIG.replace("@URL@", fake.base_url))
-        keys = {name: create_key(config, name) for name in ("alice", "bob")}
+        keys = {name: keel(config, "create", "--name", name) for name in ("alice", "bob")}
         with Gateway(config) as gw:
             yield gw, fake, keys
 
