@@ -79,7 +79,15 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     where = f"{settings.source}: features[{index}]"
     output = output_schema(fc, prompt.schema if prompt else None, where=where)
     schema = output.schema if output is not None else None
-    validation = build_validation(fc, output, model, where=where, provider=primary, embedder=runtime.embedder)
+    validation = build_validation(
+        fc,
+        output,
+        model,
+        where=where,
+        provider=primary,
+        embedder=runtime.embedder,
+        providers=runtime.providers,
+    )
 
     stages: dict[Layer, list[Stage]] = {layer: [] for layer in Layer}
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]

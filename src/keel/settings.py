@@ -295,10 +295,13 @@ class FeatureConfig(_Strict):
         return _check_name(v)
 
     def models_used(self) -> list[str]:
-        """Every model this feature may call: primary, fallbacks, routes and the injection judge."""
+        """Every model this feature may call: primary, fallbacks, routes and the judges."""
         names = [self.model, *self.fallbacks]
         if self.input.injection.judge is not None:
             names.append(self.input.injection.judge)
+        grounding = self.validation.grounding
+        if grounding is not None and grounding.judge is not None:
+            names.append(grounding.judge)
         r = self.routing
         if r is not None:
             names += [rule.model for rule in r.rules]

@@ -128,3 +128,29 @@ def test_reasks_are_bounded(make_settings: MakeSettings) -> None:
     with pytest.raises(OutputRejected, match="not supported by the retrieved sources"):
         _ask(s, "reask", [ADDED])
     assert last_row(s)["error_code"] == "grounding_unsupported"
+
+
+def test_a_judge_catches_a_changed_detail_that_the_score_lets_through(make_settings: MakeSettings) -> None:
+    s = make_settings(
+        "models: [{name: m, provider: scripted}, {name: judge, provider: scripted}]\n"
+        "features:\n  - name: judged\n    model: m\n    retrieval: {mode: keyword}\n"
+        "    validation: {grounding: {weight: 0, threshold: 0.3, judge: judge, action: idk}}\n"
+        "storage: {path: keel.db}\n"
+    )
+    judge = ScriptedProvider("judge", ["UNSUPPORTED"])
+
+    async def go() -> Any:
+        async with Pipeline(s, providers={"m": ScriptedProvider("m", [CHANGED]), "judge": judge}) as p:
+            call = Call(
+                feature="judged",
+                messages=[{"role": "user", "content": "Is __debug__ True?"}],
+                chunks=[{"id": "assert", "title": "The assert statement", "text": SOURCE}],
+            )
+            return await p.run(call)
+
+    result = asyncio.run(go())
+    assert result.text.startswith("I don't know")
+    assert "UNSUPPORTED" in judge.requests[0].messages[0]["content"]
+    assert CHANGED in judge.requests[0].messages[1]["content"]
+    [v] = [v for v in result.verdicts if v.reason == "grounding.unsupported"]
+    assert v.detail is not None and v.detail.startswith("judge judge: unsupported")

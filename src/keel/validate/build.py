@@ -16,6 +16,7 @@ from keel.prompts.template import check_schema
 from keel.settings import FeatureConfig, ModelConfig, Settings
 from keel.stage import Stage
 from keel.validate.grounding import GroundingScorer, GroundingStage
+from keel.validate.grounding_judge import GroundingJudge
 from keel.validate.instruct import SchemaInstructionStage
 from keel.validate.ladder import Ladder
 from keel.validate.policy import policy_stages
@@ -71,6 +72,7 @@ def build_validation(
     where: str,
     provider: Provider | None = None,
     embedder: Embedder | None = None,
+    providers: dict[str, Provider] | None = None,
 ) -> ValidationPlan:
     """The stages and ladder ``fc`` turns on; ``provider`` (the feature's model) prices rule answers."""
     cfg = fc.validation
@@ -114,6 +116,9 @@ def build_validation(
         plan.checks.append(SchemaStage(output, cfg.structured))
     if grounding is not None:
         scorer = GroundingScorer(embedder, grounding.weight)
-        plan.checks.append(GroundingStage(scorer, grounding))
+        judge = None
+        if grounding.judge is not None:
+            judge = GroundingJudge((providers or {})[grounding.judge], grounding.judge)
+        plan.checks.append(GroundingStage(scorer, grounding, judge))
         plan.holds = plan.holds or grounding.action != "flag"
     return plan

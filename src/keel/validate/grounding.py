@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keel.call import Action, Call, Verdict
+from keel.call import Action, Call, Spend, Verdict
 from keel.context.citations import Source
 from keel.context.embed import Embedder
 from keel.errors import OutputRejected
 from keel.stage import Layer, Stage
 from keel.validate.answer import rewrite
+from keel.validate.grounding_judge import GroundingJudge
 from keel.validate.settings import GroundingConfig
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])")
@@ -111,22 +112,34 @@ class GroundingStage(Stage):
     name = "validation.grounding"
     layer = Layer.VALIDATION
 
-    def __init__(self, scorer: GroundingScorer, config: GroundingConfig) -> None:
+    def __init__(
+        self, scorer: GroundingScorer, config: GroundingConfig, judge: GroundingJudge | None = None
+    ) -> None:
         self.scorer = scorer
         self.config = config
+        self.judge = judge
 
     async def run(self, call: Call) -> None:
         """Score the answer; flag, refuse (for a re-ask) or replace it when it falls short."""
         sources = [c for c in call.chunks if isinstance(c, Source)]
         if not sources or call.completion is None or call.completion.message.get("tool_calls"):
             return
-        found = await self.scorer.sentences(call.text, [s.chunk.text for s in sources])
+        texts = [s.chunk.text for s in sources]
+        found = await self.scorer.sentences(call.text, texts)
         if not found:
             return
         weakest = min(found, key=lambda s: s.support)
         if weakest.support >= self.config.threshold:
-            return
-        detail = f"least supported sentence ({weakest.support:.2f}): {weakest.text}"[:500]
+            if self.judge is None:
+                return
+            ruling = await self.judge.rule(call.text, texts, feature=call.feature)
+            if ruling.usage is not None:
+                call.spend.append(Spend(self.judge.model, ruling.usage))
+            if ruling.supported is not False:
+                return
+            detail = f"{ruling.detail} (score {weakest.support:.2f})"
+        else:
+            detail = f"least supported sentence ({weakest.support:.2f}): {weakest.text}"[:500]
         action = self.config.action
         if action == "flag":
             call.add_verdict(

@@ -167,6 +167,9 @@ class GroundingConfig(_Strict):
     weight: float = Field(0.5, ge=0, le=1)  # of the embedding similarity; the rest is lexical overlap
     action: Literal["flag", "reask", "idk"] = "flag"  # idk: "I don't know" with the sources
     reasks: int = Field(1, ge=0, le=3)  # for action reask
+    # A model asked whether the sources support an answer that passed the score (SUPPORTED or
+    # UNSUPPORTED): a changed detail barely moves the score (docs/benchmarks.md). None: no judge.
+    judge: str | None = None
 
 
 class ValidationConfig(_Strict):
