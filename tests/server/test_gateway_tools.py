@@ -34,6 +34,7 @@ features:
           type: object
           properties: {to: {type: string, format: email}, body: {type: string}}
           required: [to, body]
+  - {name: plain, model: up}
 storage: {path: ledger.db}
 ledger: {flush_interval: 0.05}
 """
@@ -231,3 +232,15 @@ def test_the_model_list_says_which_tools_a_feature_declares_and_which_need_confi
     assert tools["send_email"]["side_effects"] and tools["send_email"]["confirm"]
     assert not tools["get_weather"]["side_effects"] and not tools["get_weather"]["confirm"]
     assert tools["pick_city"]["parameters"]["properties"]["city"] == {"enum": ["Paris", "Oslo"]}
+
+
+def test_a_confirmation_sent_to_a_feature_without_such_tools_is_refused_not_answered(
+    served: tuple[Gateway, FakeUpstream, dict[str, str]],
+) -> None:
+    gw, fake, keys = served
+    before = upstream_requests(fake)
+    with sdk(gw, keys["alice"]) as c, pytest.raises(openai.BadRequestError) as refused:
+        c.chat.completions.create(model="plain", messages=HI, extra_body={"keel": {"confirm": "tcf_x"}})
+    assert refused.value.code == "tool_confirmation_invalid"
+    assert "feature 'plain' has no tools that need confirmation" in refused.value.message
+    assert upstream_requests(fake) == before

@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from keel.call import Call, Result
 from keel.config import KeyConfig
-from keel.errors import KeelError, PayloadTooLarge
+from keel.errors import InvalidRequest, KeelError, PayloadTooLarge
 from keel.llm.providers.base import Chunk
 from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
@@ -67,6 +67,12 @@ class ChatEndpoint:
             traceparent=request.headers.get("traceparent"),  # the caller's trace, continued by ours
         )
         if options.get("confirm"):
+            if feature.tools is None or feature.tools.confirm is None:  # else the model would be asked
+                raise InvalidRequest(
+                    f"feature {feature.name!r} has no tools that need confirmation",
+                    code="tool_confirmation_invalid",
+                    param="keel.confirm",
+                )
             confirm(call, options["confirm"])
         attach_documents(call, feature.config, options.get("documents"))
         return call
