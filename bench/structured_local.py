@@ -1,6 +1,6 @@
 """Structured output from the embedded Gemma 3 270M with grammar-constrained decoding.
 
-    .venv/bin/python bench/structured_local.py [--limit 200] [--max-tokens 160]
+    .venv/bin/python bench/structured_local.py [--limit 200] [--max-tokens 512]
 
 Runs the 200-prompt extraction set (``data/extraction/``: contacts, orders, events, reviews, each
 with a schema of nested objects, enums, arrays and numeric bounds) through a ``Pipeline`` whose
@@ -62,6 +62,8 @@ def matches(expected: Any, got: Any) -> tuple[int, int]:
 async def main(args: argparse.Namespace) -> None:
     schemas = json.loads((DATA / "schemas.json").read_text())
     items = [json.loads(line) for line in (DATA / "prompts.jsonl").read_text().splitlines() if line]
+    # Interleaved by task, so that any prefix of the run (--limit, or a run stopped early) is balanced.
+    items.sort(key=lambda item: (item["id"].rsplit("-", 1)[1], item["task"]))
     items = items[: args.limit] if args.limit < len(items) else items
     stats: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: list[float] = []
@@ -78,7 +80,7 @@ async def main(args: argparse.Namespace) -> None:
                     result = await pipeline.run(call)
                 except KeelError as exc:
                     s["errors"] += 1
-                    print(f"{item['id']}: {exc.code}: {exc}")
+                    print(f"{item['id']}: {exc.code}: {exc}", flush=True)
                     continue
                 finally:
                     seconds.append(time.perf_counter() - t)
@@ -96,6 +98,8 @@ async def main(args: argparse.Namespace) -> None:
                 right, total = matches(item["expected"], value)
                 s["fields_right"] += right
                 s["fields"] += total
+                ok = "valid" if value is not None else "INVALID"
+                print(f"{item['id']}: {ok}, {right}/{total} fields, {seconds[-1]:.1f} s", flush=True)
     total: Counter[str] = Counter()
     for s in stats.values():
         total.update(s)
@@ -120,5 +124,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=160)
+    # Above the longest answer the schemas' bounds allow, so no answer is cut short.
+    parser.add_argument("--max-tokens", type=int, default=512)
     asyncio.run(main(parser.parse_args()))
