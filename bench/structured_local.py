@@ -92,14 +92,19 @@ async def main(args: argparse.Namespace) -> None:
                 except (ValueError, jsonschema.ValidationError):
                     s["invalid"] += 1
                     value = None
-                for name, n in call.counters.items():
-                    if name.startswith("validation.schema.") and name != "validation.schema.reasks":
-                        s["rung:" + name.rsplit(".", 1)[1]] += n
+                rungs = [
+                    name.rsplit(".", 1)[1]
+                    for name in call.counters
+                    if name.startswith("validation.schema.") and name != "validation.schema.reasks"
+                ]
+                for rung in rungs:
+                    s["rung:" + rung] += 1
                 right, total = matches(item["expected"], value)
                 s["fields_right"] += right
                 s["fields"] += total
                 ok = "valid" if value is not None else "INVALID"
-                print(f"{item['id']}: {ok}, {right}/{total} fields, {seconds[-1]:.1f} s", flush=True)
+                line = f"{item['id']}: {ok} ({', '.join(rungs)}), {right}/{total} fields, {seconds[-1]:.1f} s"
+                print(line, flush=True)
     total: Counter[str] = Counter()
     for s in stats.values():
         total.update(s)
