@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -56,17 +57,7 @@ def list_(fmt: FormatOption = "table", config: ConfigOption = None) -> None:
     with _open(settings) as index:
         infos = index.collections()
     if fmt == "json":
-        rows = [
-            {
-                "name": i.name,
-                "documents": i.documents,
-                "chunks": i.chunks,
-                "model": i.model,
-                "dim": i.dim,
-                "updated_at": i.updated_at,
-            }
-            for i in infos
-        ]
+        rows = [asdict(i) for i in infos]
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     if not infos:
@@ -98,17 +89,7 @@ def show(
             "model": info.model,
             "dim": info.dim,
             "chunks": info.chunks,
-            "documents": [
-                {
-                    "source": d.source,
-                    "title": d.title,
-                    "chunks": d.chunks,
-                    "hash": d.hash,
-                    "metadata": d.metadata,
-                    "ingested_at": d.ingested_at,
-                }
-                for d in docs
-            ],
+            "documents": [asdict(d) for d in docs],
         }
         print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
         return

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from keel.context.settings import Filters
+from keel.stores.sqlite_migrations import Migration, apply_migrations
 
-Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
 
 
@@ -105,16 +104,5 @@ def filter_sql(filters: Filters | None) -> tuple[str, list[Any]]:
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Apply the migrations not yet recorded, each in its own transaction with its record."""
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-    for fn in MIGRATIONS:
-        name = f"index.{fn.__name__}"
-        db.execute("BEGIN IMMEDIATE")  # re-checked under the lock: two processes may start together
-        try:
-            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                fn(db)
-                db.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    """Apply the index's migrations not yet recorded (names prefixed ``index.``)."""
+    apply_migrations(db, "index", MIGRATIONS)
