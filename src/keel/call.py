@@ -149,6 +149,7 @@ class Call:
     prompt_version: str | None = None
     schema: dict[str, Any] | None = None  # JSON schema the output must satisfy
     chunks: list[Any] = field(default_factory=list)  # Context layer: retrieved chunks
+    filters: dict[str, Any] = field(default_factory=dict)  # metadata filters the caller adds to retrieval
     completion: Completion | None = None
     output: Any = None  # parsed structured output when a schema is declared
     verdicts: list[Verdict] = field(default_factory=list)

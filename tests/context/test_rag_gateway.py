@@ -169,3 +169,26 @@ def test_the_gateway_serves_embeddings(gateway: Gateway, client: openai.OpenAI) 
     assert bad.status == 400 and bad.json()["error"]["param"] == "input"
     dims = http("POST", gateway.base_url + "/embeddings", b'{"input": "x", "dimensions": 8}')
     assert dims.status == 400 and dims.json()["error"]["param"] == "dimensions"
+
+
+def test_a_request_narrows_retrieval_with_metadata_filters(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="support",
+        messages=[{"role": "user", "content": "How many years of warranty does a kettle carry?"}],
+        extra_body={"keel": {"filters": {"source": ["docs/hours.txt", "docs/loyalty.pdf"], "type": "pdf"}}},
+    )
+    sources = reply.model_extra["keel"]["sources"]  # type: ignore[index]
+    assert sources and {s["source"] for s in sources} == {"docs/loyalty.pdf"}
+    for filters, message in [({"source": {"a": 1}}, "keel.filters.source"), ({"a b": 1}, "filter key 'a b'")]:
+        with pytest.raises(openai.BadRequestError, match=message):
+            client.chat.completions.create(
+                model="support",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={"keel": {"filters": filters}},
+            )
+    with pytest.raises(openai.BadRequestError, match="retrieves from no collection"):
+        client.chat.completions.create(
+            model="memo",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"keel": {"filters": {"a": 1}}},
+        )

@@ -102,12 +102,13 @@ class Retriever:
         mmr_lambda: float | None = None,
     ) -> list[Scored]:
         """The best ``k`` chunks for ``query``, most relevant first; what is not given comes from the
-        config (``mmr_lambda`` 1.0 turns diversity off for this search)."""
+        config (``mmr_lambda`` 1.0 turns diversity off for this search; ``filters`` are added to
+        the configured ones, which win on a shared key)."""
         c = self.config
         k = c.k if k is None else k
         mode = mode or c.mode
         lam = c.mmr_lambda if mmr_lambda is None else mmr_lambda
-        flt = {**c.filters, **(filters or {})}
+        flt = {**(filters or {}), **c.filters}  # the configured filters always hold: a caller narrows
         n = max(c.candidates, k)
         # SQLite and numpy release the GIL: the index work runs beside the event loop, and the
         # keyword search runs while the query is being embedded.

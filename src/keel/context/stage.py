@@ -140,7 +140,7 @@ class RetrievalStage(Stage):
         candidates = await self._provided(docs, query) if docs else []
         if c.collection is not None and query.strip():
             assert self.retriever is not None
-            found = await self.retriever.search(c.collection, query)
+            found = await self.retriever.search(c.collection, query, filters=call.filters or None)
             candidates += [Candidate(s.chunk, s.score, c.collection) for s in found]
         packed = pack(candidates, c.budget_tokens, c.k)
         for verdict in packed.verdicts:  # sources whose injected instructions were stripped or flagged

@@ -17,7 +17,7 @@ from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.errors import error_response
 from keel.server.protocol import parse_chat_request
-from keel.server.sources import attach_documents, source_fields, source_headers
+from keel.server.sources import attach_documents, attach_filters, source_fields, source_headers
 from keel.validate.tool_confirm import confirm, pending_confirmation
 
 FEATURE_HEADER = "x-keel-feature"
@@ -75,6 +75,7 @@ class ChatEndpoint:
                 )
             confirm(call, options["confirm"])
         attach_documents(call, feature.config, options.get("documents"))
+        attach_filters(call, feature.config, options.get("filters"))
         return call
 
 

@@ -31,6 +31,7 @@ class KeelOptions(TypedDict, total=False):
     metadata: dict[str, str | int | float | bool]
     confirm: str  # confirms a side-effecting tool call held back for confirmation
     documents: list[dict[str, Any]]  # the call's own sources, for a feature with retrieval
+    filters: dict[str, Any]  # metadata filters added to the feature's retrieval filters
 
 
 @with_config(ConfigDict(extra="allow", strict=True))

@@ -14,6 +14,7 @@ from typing import Any
 
 from keel.call import Call, Result
 from keel.context.citations import Citation, Source, citations_header, cite
+from keel.context.settings import check_filters
 from keel.errors import InvalidRequest
 from keel.settings import FeatureConfig
 
@@ -28,6 +29,29 @@ def attach_documents(call: Call, feature: FeatureConfig, documents: Any) -> None
             param="keel.documents",
         )
     call.chunks = list(documents)
+
+
+def attach_filters(call: Call, feature: FeatureConfig, filters: Any) -> None:
+    """Put the request's ``keel.filters`` on the call; 400 naming the problem. They are added to
+    the feature's own filters, which always hold (on a key both name, the feature's value wins):
+    a caller can narrow a search, never widen it."""
+    if filters is None:
+        return
+    if feature.retrieval is None or feature.retrieval.collection is None:
+        raise InvalidRequest(
+            f"keel.filters: feature {feature.name!r} retrieves from no collection", param="keel.filters"
+        )
+    for key, value in filters.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float | bool) for v in values):
+            raise InvalidRequest(
+                f"keel.filters.{key}: expected a string, number or boolean, or a list of them",
+                param="keel.filters",
+            )
+    try:
+        call.filters = check_filters(dict(filters))
+    except ValueError as exc:
+        raise InvalidRequest(f"keel.filters: {exc}", param="keel.filters") from None
 
 
 def _as_citation(s: Source) -> Citation:
