@@ -140,3 +140,42 @@ def test_unknown_and_unnegatable_assertions_are_refused() -> None:
         AssertionSpec(type="smells")
     with pytest.raises(ValueError, match="'latency' cannot be negated"):
         AssertionSpec(type="not-latency", value=5)
+
+
+SOURCE = "Refunds are paid within 14 days of the return reaching our warehouse in Lyon."
+
+
+@pytest.mark.parametrize("embedder", [None, HashEmbedder()], ids=["lexical", "with-embedder"])
+def test_grounded_scores_the_weakest_sentence_against_the_sources(embedder: HashEmbedder | None) -> None:
+    services = Services(Path("."), embedder=embedder)
+    spec = {"type": "grounded", "value": [SOURCE], "threshold": 0.6}
+    supported = _check(
+        spec, "Refunds are paid within 14 days of the return reaching the warehouse.", services
+    )
+    changed = _check(spec, "Refunds are paid within 30 days. Shipping to Berlin is free.", services)
+    assert supported.passed, supported.reason
+    assert not changed.passed and changed.score < supported.score
+    assert "Shipping to Berlin" in changed.reason or "30 days" in changed.reason
+    negated = _check({**spec, "type": "not-grounded"}, "Shipping to Berlin is free of charge.", services)
+    assert negated.passed
+
+
+def test_grounded_prefers_the_sources_the_call_retrieved() -> None:
+    observed = Observed(CASE, "Refunds are paid within 14 days.", 1.0, 0.0, sources=[SOURCE])
+    got = asyncio.run(
+        check(AssertionSpec(type="grounded", value="Unrelated text."), observed, Services(Path(".")))
+    )
+    assert got.passed and got.score == 1.0
+
+
+def test_grounded_without_sources_fails_clearly() -> None:
+    got = _check({"type": "grounded"}, "Refunds take 14 days.")
+    assert not got.passed and "no sources" in got.reason
+
+
+def test_grounded_sources_from_the_case_variables() -> None:
+    case = Case(id="c2", input="How long do refunds take?", vars={"context": SOURCE})
+    observed = Observed(case, "Refunds are paid within 41 days.", 1.0, 0.0)
+    spec = AssertionSpec(type="grounded", value="{{ context }}", threshold=0.9)
+    got = asyncio.run(check(spec, observed, Services(Path("."))))
+    assert not got.passed and got.score < 0.9

@@ -15,6 +15,8 @@ from tests.gateway import Gateway, http
 
 from keel.call import Call, Completion, Status
 from keel.config import load_config
+from keel.context.chunk import Chunk
+from keel.context.citations import Source
 from keel.errors import ConfigError
 from keel.evals.live import LiveScoreStage
 from keel.evals.settings import LiveScoring
@@ -109,3 +111,25 @@ def test_model_backed_assertions_are_refused_for_live_scoring(tmp_path: Path) ->
     )
     with pytest.raises(ConfigError, match="'llm-rubric' needs a model call"):
         load_config(tmp_path / "keel.yaml")
+
+
+@pytest.mark.unit
+def test_live_grounded_checks_answers_against_the_sources_the_call_retrieved() -> None:
+    config = LiveScoring.model_validate({"sample": 1.0, "assert": [{"type": "grounded", "threshold": 0.6}]})
+    stage = LiveScoreStage(config, CollectorRegistry(), Path("."), seed=1)
+    chunk = Chunk(source="refunds.md", ordinal=0, text="Refunds are paid within 14 days of the return.")
+
+    def call(answer: str) -> Call:
+        c = Call(feature="f", messages=[{"role": "user", "content": "How long do refunds take?"}])
+        c.chunks = [Source(n=1, chunk=chunk)]
+        c.completion = Completion(
+            choices=[{"index": 0, "message": {"role": "assistant", "content": answer}}], model="m"
+        )
+        c.status = Status.OK
+        return c
+
+    good, bad = call("Refunds are paid within 14 days [1]."), call("Refunds are paid within 90 days [1].")
+    asyncio.run(stage.run(good))
+    asyncio.run(stage.run(bad))
+    assert good.verdicts[-1].reason == "live_pass"
+    assert bad.verdicts[-1].reason == "live_fail" and "grounded" in (bad.verdicts[-1].detail or "")

@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from keel.context.embed import Embedder
 from keel.errors import ConfigError
 from keel.evals.suite import AssertionSpec, Case
+from keel.validate.grounding import GroundingScorer
 
 Judge = Callable[[str, str, str], Awaitable[tuple[bool, float, str]]]
 """(rubric, input, output) → (pass, score, reason), asked of the judge model."""
@@ -52,6 +53,7 @@ class Observed:
     latency_ms: float
     cost_usd: float
     error: str | None = None
+    sources: list[str] = field(default_factory=list)  # the texts the Context layer gave the model
 
 
 @dataclass(slots=True)
@@ -190,6 +192,27 @@ async def _similar(spec: AssertionSpec, value: Any, seen: Observed, services: Se
     return cosine >= threshold, cosine, f"cosine {cosine:.3f} vs threshold {threshold}"
 
 
+async def _grounded(spec: AssertionSpec, value: Any, seen: Observed, services: Services) -> Verdict:
+    """The Validation layer's grounding score: the weakest answer sentence's support by the sources.
+
+    Sources are the ones the call retrieved; a case without retrieval names its own in ``value``
+    (a text or a list of texts, e.g. ``"{{ context }}"``). With an embedder the score mixes
+    embedding similarity and lexical overlap as the Validation layer does; without one it is lexical.
+    """
+    sources = list(seen.sources)
+    if not sources and value:
+        sources = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if not sources:
+        return _bool(False, "no sources: the call retrieved none and the assertion names none (value)")
+    found = await GroundingScorer(services.embedder).sentences(seen.output, sources)
+    if not found:
+        return _bool(True, "nothing to check")
+    weakest = min(found, key=lambda s: s.support)
+    threshold = spec.threshold if spec.threshold is not None else 0.5
+    reason = f"weakest sentence support {weakest.support:.3f} vs threshold {threshold}: {weakest.text[:80]!r}"
+    return weakest.support >= threshold, weakest.support, reason
+
+
 async def _rubric(spec: AssertionSpec, value: Any, seen: Observed, services: Services) -> Verdict:
     if services.judge is None:
         return _bool(False, "no judge model")
@@ -240,6 +263,7 @@ _CHECKS: dict[str, Callable[[AssertionSpec, Any, Observed, Services], Awaitable[
     "is-json": _is_json,
     "json-schema": _json_schema,
     "similar": _similar,
+    "grounded": _grounded,
     "llm-rubric": _rubric,
     "latency": _latency,
     "cost": _cost,

@@ -16,6 +16,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from keel.call import Action, Call, Status, Verdict
+from keel.context.citations import sources_of
 from keel.evals.assertions import Observed, Services, check, combine
 from keel.evals.settings import LiveScoring
 from keel.evals.suite import Case
@@ -77,7 +78,13 @@ class LiveScoreStage(Stage):
             return
         user = next((m for m in reversed(call.messages) if m.get("role") == "user"), None)
         case = Case(id=call.id, input=message_text(user) if user else "")
-        seen = Observed(case, call.text, (time.time() - call.started_at) * 1000, call.usage.cost_usd)
+        seen = Observed(
+            case,
+            call.text,
+            (time.time() - call.started_at) * 1000,
+            call.usage.cost_usd,
+            sources=[s.chunk.text for s in sources_of(call.chunks)],
+        )
         outcomes = [await check(spec, seen, self.services) for spec in self.config.asserts]
         passed, score = combine(outcomes)
         version = call.prompt_version or ""

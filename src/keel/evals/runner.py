@@ -92,6 +92,7 @@ def cache_key(target: Target, version: str | None, settings: Settings, case: Cas
         "messages": case.chat(),
         "vars": {**suite.defaults.vars, **case.vars},
         "params": suite.params,
+        "documents": case.documents,
     }
     return "out:" + hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -118,7 +119,7 @@ class Runner:
         self.use_cache = use_cache
         self._embedder = embedder
         kinds = {a.kind for c in suite.cases for a in suite.checks(c)}
-        self._needs_embedder = "similar" in kinds
+        self._needs_embedder = bool(kinds & {"similar", "grounded"})
         self._needs_judge = "llm-rubric" in kinds
 
     async def run(self, target: Target, progress: Progress | None = None) -> Run:
@@ -169,12 +170,20 @@ class Runner:
     ) -> CaseResult:
         hit = self.store.cached(key) if self.use_cache else None
         if hit is not None:
-            seen = Observed(case, hit["output"], hit["latency_ms"], hit["cost_usd"])
+            seen = Observed(
+                case, hit["output"], hit["latency_ms"], hit["cost_usd"], sources=hit.get("sources", [])
+            )
         else:
             seen = await self._call(pipeline, target, case, run_id)
             if seen.error is None:
                 self.store.remember(
-                    key, {"output": seen.output, "latency_ms": seen.latency_ms, "cost_usd": seen.cost_usd}
+                    key,
+                    {
+                        "output": seen.output,
+                        "latency_ms": seen.latency_ms,
+                        "cost_usd": seen.cost_usd,
+                        "sources": seen.sources,
+                    },
                 )
         outcomes = [await check(spec, seen, services) for spec in self.suite.checks(case)]
         if seen.error is not None:
@@ -203,6 +212,7 @@ class Runner:
             params=dict(self.suite.params),
             variables={**self.suite.defaults.vars, **case.vars},
             metadata={"eval_run": run_id, "eval_case": case.id},
+            chunks=[dict(d) for d in case.documents],
         )
         t0 = perf_counter()
         try:
@@ -211,7 +221,13 @@ class Runner:
             return Observed(
                 case, "", (perf_counter() - t0) * 1000, call.usage.cost_usd, error=f"{exc.code}: {exc}"
             )
-        return Observed(case, result.text, (perf_counter() - t0) * 1000, result.usage.cost_usd)
+        return Observed(
+            case,
+            result.text,
+            (perf_counter() - t0) * 1000,
+            result.usage.cost_usd,
+            sources=[s.chunk.text for s in result.sources],
+        )
 
     def _judge(self, pipeline: Pipeline, model: str, run_id: str) -> Any:
         store, use_cache = self.store, self.use_cache

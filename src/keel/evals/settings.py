@@ -14,7 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from keel.evals.suite import AssertionSpec
 
 LIVE_KINDS = frozenset(
-    {"equals", "contains", "icontains", "regex", "is-json", "json-schema", "latency", "cost", "python"}
+    {
+        "equals",
+        "contains",
+        "icontains",
+        "regex",
+        "is-json",
+        "json-schema",
+        "grounded",
+        "latency",
+        "cost",
+        "python",
+    }
 )
 
 

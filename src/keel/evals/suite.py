@@ -32,7 +32,18 @@ from keel.errors import ConfigError
 from keel.prompts.template import yaml_problem
 
 NEGATABLE = frozenset(
-    {"equals", "contains", "icontains", "regex", "json-schema", "is-json", "similar", "llm-rubric", "python"}
+    {
+        "equals",
+        "contains",
+        "icontains",
+        "regex",
+        "json-schema",
+        "is-json",
+        "similar",
+        "grounded",
+        "llm-rubric",
+        "python",
+    }
 )
 KINDS = NEGATABLE | {"latency", "cost"}
 
@@ -44,7 +55,8 @@ class AssertionSpec(BaseModel):
 
     type: str
     value: Any = None
-    threshold: float | None = None  # similar: minimum cosine; llm-rubric: minimum judge score
+    # similar: minimum cosine; grounded: minimum support of the weakest sentence; llm-rubric: judge score
+    threshold: float | None = None
     weight: float = Field(1.0, ge=0)
     rubric: str | None = None  # llm-rubric: the rubric (or use ``value``)
 
@@ -79,6 +91,10 @@ class Case(BaseModel):
     messages: list[dict[str, Any]] | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     expected: Any = None
+    # Documents the call brings itself ({id, text, source}), for a feature with retrieval
+    # ``documents: true``: a RAG feature is evaluated on fixed sources, and ``grounded`` scores
+    # its answer against what was packed from them.
+    documents: list[dict[str, Any]] = Field(default_factory=list)
     asserts: list[AssertionSpec] = Field(default_factory=list, alias="assert")
 
     @model_validator(mode="after")
