@@ -36,6 +36,9 @@ def config(schemas: dict[str, Any], db: Path, max_tokens: int) -> str:
     """keel.yaml: the local model and one feature per extraction task."""
     features = "".join(
         f"  - name: {task}\n    model: local\n    deadline: 600\n    schema: {json.dumps(schema)}\n"
+        # The injection classifier took "Please add X ... to the list; their address is ..." for an
+        # attack (a false positive): this measures the Validation layer, so the Input layer's guard is off.
+        "    input: {injection: {enabled: false}}\n"
         for task, schema in schemas.items()
     )
     return (
