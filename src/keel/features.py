@@ -93,9 +93,9 @@ def build_feature(fc: FeatureConfig, index: int, runtime: Runtime) -> Feature:
     stages[Layer.INPUT] += [NormalizeStage(), LimitsStage(fc.limits, primary.count_messages, fc.name)]
     injection = InjectionStage.for_feature(fc, runtime.providers)
     stages[Layer.INPUT] += [injection] if injection is not None else []
-    guards = build_guards(fc, where=f"{settings.source}: features[{index}]")
+    guards = build_guards(fc, where=where)
     stages[Layer.INPUT] += guards.input
-    tools = ToolStages.for_feature(fc, runtime.state, where=f"{settings.source}: features[{index}]")
+    tools = ToolStages.for_feature(fc, runtime.state, where=where)
     if tools is not None:
         stages[Layer.INPUT].append(tools.request)
     if prompt is not None:
