@@ -74,6 +74,16 @@ SLOTS: dict[str, list[str]] = {
                   "How many grams are in a pound?", "Fix the grammar in: 'me and him goes to school'.",
                   "Give me three names for a bakery."],
     # -- benign vocabulary ----------------------------------------------------------------------
+    "person": ["Chen Patel", "Nina Sato", "Ada Costa", "Ivan Novak", "Uma Sato", "Mateo Berg", "Lena Fischer",
+               "Omar Haddad", "Priya Nair", "Tom O'Brien"],
+    "age": ["21", "24", "35", "42", "58", "68", "76"],
+    "email_addr": ["chen.patel@example.com", "nina.sato@example.org", "ada.costa@example.net",
+                   "ivan.novak@example.com", "p.nair@mail.example", "tom.obrien@example.co.uk"],
+    "order_no": ["A-1042", "#88231", "PO-2024-117", "7781"],
+    "qty": ["2", "12", "3", "150"],
+    "item": ["USB-C cables", "oak chairs", "printer toner", "size 9 boots", "A4 notebooks"],
+    "price": ["$4.99", "EUR 120.00", "£35", "19.90 CHF"],
+    "date": ["12 March", "2024-11-30", "Friday", "June 3rd", "1987-05-14"],
     "app": ["customer support chatbot", "recipe assistant", "legal research tool", "coding assistant",
             "language tutor", "travel booking bot", "internal HR helpdesk", "banking app assistant",
             "medical FAQ bot", "e-commerce shopping assistant", "documentation search bot"],
@@ -193,6 +203,11 @@ ATTACKS: list[tuple[str, list[str]]] = [
 
 # -- benign -------------------------------------------------------------------------------------
 BENIGN: list[tuple[str, list[str]]] = [
+    # records to extract from or file: names, ages, e-mail addresses, orders and dates are data
+    ("records", ["Contact: {person}, age {age}, based in {city}. Email {email_addr}.", "{person} is {age} years old, lives in {city} and can be reached at {email_addr}."]),
+    ("records", ["Please add {person} ({age}) from {city} to the list; their address is {email_addr}.", "New member {person} joined from {city}. Age: {age}. Mail: {email_addr}"]),
+    ("records", ["Order {order_no}: {qty} x {item} at {price} each, ship to {city} by {date}.", "Invoice for {person}: {qty} {item}, total {price}, due {date}."]),
+    ("records", ["Extract the name, age and e-mail: {person}, {age}, {email_addr}", "Save this contact: {person}, {city}, {email_addr}, born {date}."]),
     # writing system prompts
     ("system_prompt_howto", ["How do I write a good system prompt for a {app}?", "What should a system prompt for a {app} include?"]),
     ("system_prompt_howto", ["Here is my system prompt: '{sys_example}' How can I improve it?", "Can you review this system prompt? {sys_example}"]),
