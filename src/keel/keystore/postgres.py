@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,9 +23,9 @@ import psycopg
 from keel.errors import ConfigError, InvalidRequest, StateUnavailable
 from keel.keystore.base import KeyStore, Revision, StoredKey, revoked
 from keel.keystore.rows import COLUMNS, from_row, to_row
+from keel.stores.postgres_migrations import Migration, apply_migrations
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-Migration = Callable[[psycopg.Cursor[Any], str], None]
 MIGRATIONS: list[Migration] = []
 
 
@@ -131,7 +130,7 @@ class PostgresKeyStore(KeyStore):
                 application_name="keel-keys",
             ) as conn:
                 if self._schema is None:
-                    self._schema = _migrate(conn, self._wanted)
+                    self._schema = apply_migrations(conn, self._wanted, "keys", MIGRATIONS, what="key_store")
                 with conn.cursor() as cur:
                     yield cur, f'"{self._schema}"'
         except psycopg.Error as exc:
@@ -144,33 +143,3 @@ class PostgresKeyStore(KeyStore):
 
     def __repr__(self) -> str:
         return f"PostgresKeyStore({self.location!r})"
-
-
-def _migrate(conn: psycopg.Connection[Any], schema: str | None) -> str:
-    """Create the schema when named, apply the migrations not yet recorded; return the schema used."""
-    create = schema is not None
-    if schema is None:
-        row = conn.execute("SELECT current_schema()").fetchone()
-        if row is None or row[0] is None:
-            raise ConfigError("no schema on the search path: add ?schema=name to the key_store URL")
-        schema = str(row[0])
-    s = f'"{schema}"'
-    lock = zlib.crc32(f"keel.migrations:{schema}".encode())
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-        if create:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}._migrations"
-            " (name text PRIMARY KEY, applied_at double precision NOT NULL)"
-        )
-    for fn in MIGRATIONS:
-        name = f"keys.{fn.__name__}"
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
-            if cur.execute(f"SELECT 1 FROM {s}._migrations WHERE name = %s", (name,)).fetchone() is None:
-                fn(cur, s)
-                cur.execute(
-                    f"INSERT INTO {s}._migrations (name, applied_at) VALUES (%s, %s)", (name, time.time())
-                )
-    return schema

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -28,9 +26,9 @@ from keel.errors import ConfigError, LedgerWriteError, StateUnavailable
 from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, TailPage, VerdictStats, json_text
 from keel.monitor.open import describe
 from keel.monitor.usage import LATENCY_COLUMNS, Percentiles, UsageSummary, build_summary, sort_summaries
+from keel.stores.postgres_migrations import Migration, apply_migrations, split_schema
 
 T = TypeVar("T")
-Migration = Callable[[psycopg.Cursor[Any], str], None]
 MIGRATIONS: list[Migration] = []
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -102,7 +100,7 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database: one write connection (the writer thread's), one for reads."""
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 5.0) -> None:
-        self.url, from_url = _split_schema(url)
+        self.url, from_url = split_schema(url)
         self.display = describe(url)
         self.connect_timeout = connect_timeout
         self._write_lock = threading.Lock()
@@ -115,7 +113,7 @@ class PostgresLedger(Ledger):
             raise ConfigError(f"ledger {self.display}: schema {wanted!r}: use letters, digits and _")
         try:
             with self._connect() as conn:
-                self.schema = _migrate(conn, wanted)
+                self.schema = apply_migrations(conn, wanted, "ledger", MIGRATIONS, what="ledger")
         except psycopg.Error as exc:
             raise ConfigError(f"ledger {self.display}: cannot open: {_one_line(exc)}") from None
         s = f'"{self.schema}"'
@@ -292,48 +290,6 @@ class PostgresLedger(Ledger):
 
     def __repr__(self) -> str:
         return f"PostgresLedger({self.display!r}, schema={self.schema!r})"
-
-
-def _migrate(conn: psycopg.Connection[Any], schema: str | None) -> str:
-    """Create the schema when named, apply the migrations not yet recorded; return the schema used.
-
-    Every step holds an advisory lock: replicas that start together take turns.
-    """
-    create = schema is not None
-    if schema is None:
-        row = conn.execute("SELECT current_schema()").fetchone()
-        if row is None or row[0] is None:
-            raise ConfigError("no schema on the search path: add ?schema=name to the ledger URL")
-        schema = str(row[0])
-    s = f'"{schema}"'
-    key = zlib.crc32(f"keel.migrations:{schema}".encode())
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-        if create:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}._migrations"
-            " (name text PRIMARY KEY, applied_at double precision NOT NULL)"
-        )
-    for fn in MIGRATIONS:
-        name = f"ledger.{fn.__name__}"
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-            if cur.execute(f"SELECT 1 FROM {s}._migrations WHERE name = %s", (name,)).fetchone() is None:
-                fn(cur, s)
-                cur.execute(
-                    f"INSERT INTO {s}._migrations (name, applied_at) VALUES (%s, %s)", (name, time.time())
-                )
-    return schema
-
-
-def _split_schema(url: str) -> tuple[str, str | None]:
-    """The URL without keel's ``schema`` query parameter (libpq would refuse it), and that parameter."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
 
 
 def _one_line(exc: BaseException) -> str:
