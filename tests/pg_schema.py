@@ -27,7 +27,7 @@ def postgres_or_skip() -> str:
 
 
 @contextmanager
-def fresh_schema(prefix: str) -> Iterator[str]:
+def fresh_schema(prefix: str = "keel_test") -> Iterator[str]:
     """A URL with ``?schema=<prefix>_<random>``, the schema dropped afterwards."""
     base = postgres_or_skip()
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.monitor.postgres_helpers import fresh_schema
+from tests.pg_schema import fresh_schema
 
 from keel.errors import InvalidRequest
 from keel.evals.review import ReviewItem, ReviewItemNotFound, ReviewQueue, ReviewStore, parse_label

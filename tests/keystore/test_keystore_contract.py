@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from tests.monitor.postgres_helpers import fresh_schema
+from tests.pg_schema import fresh_schema
 
 from keel.errors import InvalidRequest, StateUnavailable
 from keel.keys import hash_key

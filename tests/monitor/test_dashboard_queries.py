@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.monitor.postgres_helpers import fresh_schema
+from tests.pg_schema import fresh_schema
 
 from keel.monitor.dashboard_queries import DashboardQueries, Filters, bucket_seconds, percentile, queries_for
 from keel.monitor.ledger import Ledger, LedgerRow

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from postgres_helpers import fresh_schema
 from tests.gateway import KEEL, Gateway
+from tests.pg_schema import fresh_schema
 
 from keel.monitor.ledger import Ledger
 from keel.monitor.open import open_ledger

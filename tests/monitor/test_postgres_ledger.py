@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from ledger_contract import LedgerContract, row
-from postgres_helpers import fresh_schema, postgres_or_skip
+from tests.pg_schema import fresh_schema, postgres_or_skip
 
 from keel.errors import ConfigError, LedgerWriteError
 from keel.monitor.ledger import Ledger, LedgerWriter

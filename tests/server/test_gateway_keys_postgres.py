@@ -10,7 +10,7 @@ import pytest
 
 from keel.testing import FakeUpstream
 from tests.gateway import Gateway
-from tests.monitor.postgres_helpers import fresh_schema
+from tests.pg_schema import fresh_schema
 from tests.server.test_gateway_keys import CONFIG, eventually, keel, status
 
 pytestmark = pytest.mark.integration

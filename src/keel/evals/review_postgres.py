@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import dict_row
 
 from keel.errors import ConfigError, StateUnavailable
 from keel.evals.review import ReviewStore
+from keel.stores.postgres_migrations import Migration, apply_migrations, split_schema
 
 T = TypeVar("T")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-Migration = Callable[[psycopg.Cursor[Any], str], None]
 MIGRATIONS: list[Migration] = []
 
 
@@ -66,10 +64,8 @@ class PostgresReviewStore(ReviewStore):
     """The review queue in a PostgreSQL schema, over one connection guarded by a lock."""
 
     def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+        self.url, schema = split_schema(url)
         parts = urlsplit(url)
-        query = parse_qsl(parts.query)
-        schema = next((v for k, v in query if k == "schema"), None)
-        self.url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
         netloc = parts.netloc if parts.password is None else parts.netloc.replace(parts.password, "***", 1)
         self.where = f"review queue {urlunsplit(parts._replace(netloc=netloc))}"
         if schema is not None and not _SCHEMA_NAME.match(schema):
@@ -79,7 +75,7 @@ class PostgresReviewStore(ReviewStore):
         self._conn: psycopg.Connection[dict[str, Any]] | None = None
         try:
             with self._connect() as conn:
-                self.schema = _migrate(conn, schema)
+                self.schema = apply_migrations(conn, schema, "review", MIGRATIONS, what="review store")
         except psycopg.Error as exc:
             raise ConfigError(f"{self.where}: cannot open: {' '.join(str(exc).split())}") from None
         self._table = f'"{self.schema}".review_items'
@@ -129,29 +125,3 @@ class PostgresReviewStore(ReviewStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def _migrate(conn: psycopg.Connection[Any], schema: str | None) -> str:
-    """Create the schema when named and apply the migrations not yet recorded; the schema used."""
-    if schema is None:
-        row = conn.execute("SELECT current_schema() AS s").fetchone()
-        if row is None or row["s"] is None:
-            raise ConfigError("no schema on the search path: add ?schema=name to the review store URL")
-        schema = str(row["s"])
-    s = f'"{schema}"'
-    key = zlib.crc32(f"keel.migrations:{schema}".encode())
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        cur.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}._migrations"
-            " (name text PRIMARY KEY, applied_at double precision NOT NULL)"
-        )
-        for fn in MIGRATIONS:
-            name = f"review.{fn.__name__}"
-            if cur.execute(f"SELECT 1 FROM {s}._migrations WHERE name = %s", (name,)).fetchone() is None:
-                fn(cur, s)
-                cur.execute(
-                    f"INSERT INTO {s}._migrations (name, applied_at) VALUES (%s, %s)", (name, time.time())
-                )
-    return schema

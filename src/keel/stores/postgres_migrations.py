@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from keel.errors import ConfigError
 
@@ -37,7 +38,8 @@ def apply_migrations(
     """
     create = schema is not None
     if schema is None:
-        row = conn.execute("SELECT current_schema()").fetchone()
+        with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection makes
+            row = cur.execute("SELECT current_schema()").fetchone()
         if row is None or row[0] is None:
             raise ConfigError(f"no schema on the search path: add ?schema=name to the {what} URL")
         schema = str(row[0])

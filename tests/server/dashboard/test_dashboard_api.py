@@ -167,7 +167,7 @@ def test_a_gateway_on_postgresql_charts_its_calls_and_queues_them_for_review(tmp
 
     from keel.testing import FakeUpstream
     from tests.gateway import Gateway, http
-    from tests.monitor.postgres_helpers import fresh_schema
+    from tests.pg_schema import fresh_schema
 
     with fresh_schema() as url, FakeUpstream() as fake:
         (tmp_path / "keel.yaml").write_text(
