@@ -108,7 +108,10 @@ class Pipeline:
         return restore_result(Result.from_call(call), call.vault)  # originals only for the caller
 
     async def open_stream(self, call: Call) -> AsyncIterator[Chunk]:
-        """Run up to the model's first chunk, then return the stream of chunks (validated before they go)."""
+        """Run up to the model's first chunk, then return the stream of chunks (validated before they go).
+
+        Once the stream is consumed, ``Result.from_call(call)`` holds the whole answer, its sources
+        and its citations."""
         feature = self.feature(call.feature)
         call.stream = True
         self.runtime.tracer.start_call(call)

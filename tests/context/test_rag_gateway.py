@@ -145,15 +145,40 @@ def test_bad_documents_are_a_400_naming_the_field(
     assert err.value.status_code == 400 and err.value.body["param"] == param  # type: ignore[index]
 
 
-def test_a_stream_names_its_sources_before_the_first_token(client: openai.OpenAI) -> None:
+def test_a_stream_names_its_sources_first_and_its_citations_last(
+    gateway: Gateway, client: openai.OpenAI
+) -> None:
     with client.chat.completions.with_streaming_response.create(
         model="support",
         messages=[{"role": "user", "content": "When do loyalty points expire?"}],
         stream=True,
     ) as raw:
         assert "docs/loyalty.pdf#" in raw.headers["x-keel-sources"]
-        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        assert "x-keel-citations" not in raw.headers  # the answer does not exist yet
+        chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "expire after two years" in text
+    closing = chunks[-1]
+    assert closing.choices == [] and closing.id == chunks[0].id
+    extra: dict[str, Any] = closing.model_extra["keel"]  # type: ignore[index]
+    assert extra["call_id"] == raw.headers["x-keel-call-id"]
+    [citation] = extra["citations"]
+    assert f"[{citation['n']}]" in text and citation["source"] == "docs/loyalty.pdf"
+    assert "expire after two years" in chunk_text(gateway, citation["id"])
+    assert citation in extra["sources"]
+    assert [s["id"] for s in extra["sources"]] == [
+        part.split("=", 1)[1] for part in raw.headers["x-keel-sources"].split("; ")
+    ]
+    assert all("keel" not in (c.model_extra or {}) for c in chunks[:-1])
+
+
+def test_a_stream_without_sources_ends_as_openai_streams_do(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="plain", messages=[{"role": "user", "content": "hello"}], stream=True
+        )
+    )
+    assert chunks and all(c.choices and "keel" not in (c.model_extra or {}) for c in chunks)
 
 
 def test_the_gateway_serves_embeddings(gateway: Gateway, client: openai.OpenAI) -> None:

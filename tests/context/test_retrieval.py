@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from keel.call import Call
+from keel.call import Call, Result
 from keel.config import Settings, load_config
 from keel.context.chunk import make_chunk
 from keel.context.citations import citations_header, cite, markers, unknown
@@ -171,6 +171,24 @@ def test_the_library_result_carries_sources_and_citations(tmp_path: Path) -> Non
     ]
     flags = [v for v in result.verdicts if v.reason == "context.unknown_citation"]
     assert len(flags) == 1 and flags[0].detail == "cited [4]"
+
+
+def test_a_streamed_library_call_has_its_citations_once_consumed(tmp_path: Path) -> None:
+    provider = ScriptedProvider("m", lambda request: "The office moves to Leeds [1].")
+    docs = [{"id": "memo", "text": "Office moves to Leeds in May.", "source": "memos/2025.md"}]
+
+    async def go() -> tuple[str, Result]:
+        async with Pipeline(settings(tmp_path, {"k": 2, "mode": "keyword"}), providers={"m": provider}) as p:
+            question = [{"role": "user", "content": "Where?"}]
+            call = Call(feature="f", messages=question, chunks=docs, stream=True)
+            text = ""
+            async for chunk in await p.open_stream(call):
+                text += "".join(c["delta"].get("content") or "" for c in chunk["choices"])
+            return text, Result.from_call(call)
+
+    text, result = asyncio.run(go())
+    assert text == result.text == "The office moves to Leeds [1]."
+    assert [(c.n, c.chunk_id) for c in result.citations] == [(1, "memos/2025.md#0")]
 
 
 @pytest.mark.parametrize(

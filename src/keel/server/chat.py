@@ -17,7 +17,13 @@ from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing
 from keel.server.errors import error_response
 from keel.server.protocol import parse_chat_request
-from keel.server.sources import attach_documents, attach_filters, source_fields, source_headers
+from keel.server.sources import (
+    attach_documents,
+    attach_filters,
+    source_fields,
+    source_headers,
+    stream_sources,
+)
 from keel.validate.tool_confirm import confirm, pending_confirmation
 
 FEATURE_HEADER = "x-keel-feature"
@@ -41,7 +47,7 @@ class ChatEndpoint:
             if call.stream:
                 events = await self.pipeline.open_stream(call)
                 return StreamingResponse(
-                    _sse(events), media_type="text/event-stream", headers=_stream_headers(call)
+                    _sse(events, call), media_type="text/event-stream", headers=_stream_headers(call)
                 )
             result = await self.pipeline.run(call)
         except KeelError as exc:
@@ -148,12 +154,20 @@ def _stream_headers(call: Call) -> dict[str, str]:
     return h
 
 
-async def _sse(events: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
-    """OpenAI's SSE framing; a failure after the first chunk ends the stream with an error event."""
+async def _sse(events: AsyncIterator[Chunk], call: Call) -> AsyncIterator[bytes]:
+    """OpenAI's SSE framing; a failure after the first chunk ends the stream with an error event.
+
+    A call that had sources ends with one more chunk before ``[DONE]``: no choices (like OpenAI's
+    usage chunk) and a ``keel`` field with the sources and the citations of the whole answer.
+    """
+    last: Chunk | None = None
     try:
         async for chunk in events:
+            last = chunk
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     except KeelError as exc:
         yield b"data: " + orjson.dumps(exc.to_openai()) + b"\n\n"
         return
+    if (closing := stream_sources(call, last)) is not None:
+        yield b"data: " + orjson.dumps(closing) + b"\n\n"
     yield b"data: [DONE]\n\n"

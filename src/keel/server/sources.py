@@ -5,7 +5,8 @@ carries back (the ``keel`` body field, ``X-Keel-Sources`` and ``X-Keel-Citations
   model saw them; ``X-Keel-Sources`` lists them as ``1=docs/a.md#0; 2=docs/b.md#3`` (a stream
   sends it too: the sources are known before the first token).
 - ``keel.citations``: the sources the answer cites with ``[n]``, in order of first citation;
-  ``X-Keel-Citations`` in the same form (not on streams: the answer is not known yet).
+  ``X-Keel-Citations`` in the same form. A stream's headers go before the answer exists, so a
+  stream carries both in a closing chunk instead (``stream_sources``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from keel.call import Call, Result
-from keel.context.citations import Citation, Source, citations_header, cite
+from keel.context.citations import Citation, Source, citations_header, cite, sources_of
 from keel.context.settings import check_filters
 from keel.errors import InvalidRequest
+from keel.llm.providers.base import Chunk
 from keel.settings import FeatureConfig
 
 
@@ -79,10 +81,31 @@ def source_fields(result: Result) -> dict[str, Any]:
 
 def source_headers(call: Call, *, answered: bool) -> dict[str, str]:
     """``x-keel-sources`` (and, once ``answered``, ``x-keel-citations``) for a call with sources."""
-    sources = [c for c in call.chunks if isinstance(c, Source)]
+    sources = sources_of(call.chunks)
     if not sources:
         return {}
     h = {"x-keel-sources": citations_header([_as_citation(s) for s in sources])}
     if answered:
         h["x-keel-citations"] = citations_header(cite(call.text, sources))
     return h
+
+
+def stream_sources(call: Call, last: Chunk | None) -> Chunk | None:
+    """The chunk that closes a stream with sources: no choices, and a ``keel`` field holding the
+    call id, the sources and the citations of the finished answer (None for a call without sources)."""
+    sources = sources_of(call.chunks)
+    if not sources:
+        return None
+    last = last or {}
+    return {
+        "id": last.get("id") or f"chatcmpl-{call.id}",
+        "object": "chat.completion.chunk",
+        "created": last.get("created") or int(call.started_at),
+        "model": last.get("model") or call.model or "",
+        "choices": [],
+        "keel": {
+            "call_id": call.id,
+            "sources": [_as_citation(s).to_dict() for s in sources],
+            "citations": [c.to_dict() for c in cite(call.text, sources)],
+        },
+    }
