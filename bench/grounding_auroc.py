@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from keel.context.embed import Embedder, LocalEmbedder, Matrix
+from keel.context.embed import Embedder, Matrix
+from keel.context.local_embed import LocalEmbedder
 from keel.validate.grounding import GroundingScorer
 
 ITEMS = Path(__file__).resolve().parent.parent / "data" / "grounding" / "items.jsonl"

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from keel.context.beir import chunks_of, fill, load, score
-from keel.context.embed import Embedder, HashEmbedder, LocalEmbedder, Matrix
+from keel.context.embed import Embedder, HashEmbedder, Matrix
 from keel.context.index import Index
+from keel.context.local_embed import LocalEmbedder
 from keel.context.retrieve import Retriever
 from keel.context.settings import RetrievalConfig
 
@@ -156,8 +157,8 @@ async def main_async(args: argparse.Namespace) -> int:
     run, skipped = folders([Path(d) for d in args.dirs])
     for s in skipped:
         print(s, file=sys.stderr)
-    embedder: Embedder = HashEmbedder(384) if args.embedder == "hash" else LocalEmbedder()
-    model = "hash-384" if args.embedder == "hash" else "all-MiniLM-L6-v2"
+    embedder: Embedder = HashEmbedder(384) if args.embedder == "hash" else LocalEmbedder(runtime=args.runtime)
+    model = "hash-384" if args.embedder == "hash" else f"all-MiniLM-L6-v2 ({args.runtime})"
     results = []
     try:
         for f in run:
@@ -181,6 +182,9 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "qdrant"))
     parser.add_argument("--embedder", default="local", choices=("local", "hash"))
+    parser.add_argument(
+        "--runtime", default="auto", choices=("auto", "onnx", "torch"), help="the local model's runtime"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     return asyncio.run(main_async(parser.parse_args()))
 

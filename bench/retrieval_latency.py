@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keel.context.embed import Embedder, HashEmbedder, LocalEmbedder
+from keel.context.embed import Embedder, HashEmbedder
 from keel.context.index import Index
 from keel.context.ingest import Ingester
+from keel.context.local_embed import LocalEmbedder
 from keel.context.retrieve import Mode, Retriever
 from keel.context.settings import RetrievalConfig
 
@@ -105,8 +106,8 @@ async def run(args: argparse.Namespace) -> str:
     if len(corpus) < args.docs:
         print(f"only {len(corpus)} docstrings found", file=sys.stderr)
     queries = [first_sentence(d) for _, d in held_out[: args.queries]]
-    embedder: Embedder = HashEmbedder(384) if args.embedder == "hash" else LocalEmbedder()
-    model = "hash-384" if args.embedder == "hash" else "all-MiniLM-L6-v2"
+    embedder: Embedder = HashEmbedder(384) if args.embedder == "hash" else LocalEmbedder(runtime=args.runtime)
+    model = "hash-384" if args.embedder == "hash" else f"all-MiniLM-L6-v2 ({args.runtime})"
     corpus_embedder = HashEmbedder(384) if args.corpus_embedder == "hash" else embedder
     corpus_model = "hash-384" if args.corpus_embedder == "hash" else model
     lines: list[str] = []
@@ -176,6 +177,9 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "qdrant"))
     parser.add_argument("--embedder", default="local", choices=("local", "hash"))
+    parser.add_argument(
+        "--runtime", default="auto", choices=("auto", "onnx", "torch"), help="the local model's runtime"
+    )
     parser.add_argument("--corpus-embedder", default="same", choices=("same", "hash"))
     print(asyncio.run(run(parser.parse_args())))
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keel.context.embed import LocalEmbedder
+from keel.context.local_embed import LocalEmbedder
 from keel.llm.cache import SemanticCacheProvider, conflict
 from keel.llm.providers.base import ModelRequest
 from keel.settings import SemanticCacheConfig

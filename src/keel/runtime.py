@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from keel.config import load_config
 from keel.context import build as context
-from keel.context.embed import Embedder, build_embedder
+from keel.context.build import build_embedder
+from keel.context.embed import Embedder
 from keel.context.index import Index, open_index
 from keel.evals.review import ReviewQueue, open_review_queue
 from keel.features import Feature, build_feature

@@ -334,8 +334,10 @@ class EmbeddingsConfig(_Strict):
     model: str = "all-MiniLM-L6-v2"
     base_url: str | None = None  # for provider: openai
     api_key_env: str | None = None
+    runtime: Literal["auto", "onnx", "torch"] = "auto"  # for provider: local (see context/local_embed.py)
+    threads: int | None = Field(None, gt=0)  # the local model's threads (default: the cores, at most 4)
     batch_size: int = Field(32, gt=0)
-    batch_wait_ms: float = Field(2.0, ge=0)  # how long a lone request waits for company
+    batch_wait_ms: float = Field(0.0, ge=0)  # how long a lone request waits for company (busy: always)
 
     @model_validator(mode="after")
     def _url_for_http(self) -> EmbeddingsConfig:

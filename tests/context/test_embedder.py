@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,8 +13,11 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from keel.context.embed import HashEmbedder, HTTPEmbedder, LocalEmbedder, build_embedder
-from keel.errors import ConfigError, UpstreamConnectionError, UpstreamStatusError
+from keel.context import local_embed
+from keel.context.build import build_embedder
+from keel.context.embed import HashEmbedder, HTTPEmbedder
+from keel.context.local_embed import LocalEmbedder
+from keel.errors import ConfigError, ProviderUnavailable, UpstreamConnectionError, UpstreamStatusError
 from keel.settings import EmbeddingsConfig, Settings
 from keel.testing import FakeUpstream
 from keel.testing.fake_content import embedding
@@ -149,3 +155,64 @@ def test_minilm_gives_unit_rows_close_for_paraphrases_and_batches_concurrent_cal
     assert np.allclose(np.linalg.norm(np.vstack([a, b, cd]), axis=1), 1.0, atol=1e-5)
     assert float(a[0] @ b[0]) > 0.8 and float(a[0] @ cd[0]) < 0.3
     assert embedder.batcher.batches == 1  # three concurrent calls, one model call
+
+
+TEXTS = [
+    "How do I reset my password?",
+    "Café crème, naïve façade — ½ price!",
+    "x",
+    " ".join(f"token{i} and some more words" for i in range(200)),  # past the 256-token limit
+    "Is the store open on Sundays?",
+]
+
+
+@pytest.mark.slow
+def test_the_onnx_runtime_gives_sentence_transformers_vectors_and_exports_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEL_CACHE_DIR", str(tmp_path))
+    onnx, torch = LocalEmbedder(runtime="onnx", threads=3), LocalEmbedder(runtime="torch")
+
+    async def go(embedder: LocalEmbedder) -> np.ndarray:
+        try:
+            return await embedder.embed(TEXTS)
+        finally:
+            await embedder.aclose()
+
+    a, b = run(go(onnx)), run(go(torch))
+    assert onnx.model().runtime == "onnx" and torch.model().runtime == "torch"
+    assert a.shape == b.shape == (len(TEXTS), 384) and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.sum(a * b, axis=1) > 0.9999)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    assert not list((tmp_path / "onnx").glob("*.part"))
+
+    def no_export(path: Path, out: Path) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(local_embed, "export_onnx", no_export)
+    again = LocalEmbedder(runtime="onnx", threads=1)  # another session, from the cached file
+    assert np.allclose(run(go(again)), a, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_model_the_onnx_runtime_cannot_run_is_refused_or_left_to_torch(tmp_path: Path) -> None:
+    packaged = local_embed.packaged_model_path()
+    model = tmp_path / "sqrt-pooled"
+    shutil.copytree(packaged, model, symlinks=True, copy_function=os.symlink)
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.unlink()
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_mean_sqrt_len_tokens=True)
+    pooling.write_text(json.dumps(config))
+    with pytest.raises(ProviderUnavailable, match=r"pooling \['mean_sqrt_len_tokens'\].*runtime: torch"):
+        LocalEmbedder(model, runtime="onnx").model()
+    assert LocalEmbedder(model, runtime="auto").model().runtime == "torch"
+
+
+@pytest.mark.unit
+def test_the_runtime_and_threads_come_from_configuration() -> None:
+    embedder = build_embedder(settings(runtime="torch", threads=2))
+    assert isinstance(embedder, LocalEmbedder) and (embedder.runtime, embedder.threads) == ("torch", 2)
+    with pytest.raises(ValueError, match="runtime"):
+        settings(runtime="tensorflow")

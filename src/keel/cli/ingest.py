@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from keel.cli.common import ConfigOption, settings_from
-from keel.context.embed import build_embedder
+from keel.context.build import build_embedder
 from keel.context.index import open_index
 from keel.context.ingest import FileOutcome, Ingester, IngestReport, discover, parse_metadata
 from keel.context.settings import check_collection, index_config

