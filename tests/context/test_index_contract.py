@@ -322,9 +322,29 @@ def test_qdrant_a_crash_between_chunks_and_manifest_shows_the_old_document(tmp_p
             put(index, "docs", "a.md", ["new text about refunds", "more new text about refunds"])
         index._upsert = upsert  # type: ignore[method-assign]
         assert texts_of(index.keyword("docs", "text refunds new", 10)) == ["the old text about refunds"]
-        put(index, "docs", "a.md", ["the third text about refunds"])  # and the leftovers are gone
+        put(index, "docs", "a.md", ["the third text about refunds"])
         assert texts_of(index.keyword("docs", "text refunds new third", 10)) == [
             "the third text about refunds"
         ]
+        # Local mode leaves the interrupted write's two points to the ingest run's tidy-up.
+        assert index.tidy("docs") == 2 and index.tidy("docs") == 0
         points, _ = index.client.scroll("keel_docs", limit=100)
         assert sorted(p.payload["kind"] for p in points) == ["chunk", "collection", "document"]
+        assert texts_of(index.keyword("docs", "text refunds new third", 10)) == [
+            "the third text about refunds"
+        ]
+
+
+def test_qdrant_rewrites_and_deletes_leave_no_points_behind(tmp_path: Path) -> None:
+    with QdrantIndex(tmp_path / "q") as index:
+        put(index, "docs", "a.md", ["one about refunds", "two about refunds", "three"])
+        put(index, "docs", "b.md", ["kept about refunds"])
+        put(index, "docs", "a.md", ["only one now about refunds"])
+        assert index.delete("docs", "b.md") and not index.delete("docs", "b.md")
+        points, _ = index.client.scroll("keel_docs", limit=100)
+        assert sorted((p.payload["kind"], p.payload.get("text")) for p in points) == [
+            ("chunk", "only one now about refunds"),
+            ("collection", None),
+            ("document", None),
+        ]
+        assert index.tidy("docs") == 0

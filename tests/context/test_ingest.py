@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tests.context.context_files import MARKDOWN, write_corpus
 
 from keel.context.embed import HashEmbedder, Matrix
+from keel.context.index import Index
 from keel.context.ingest import Ingester, IngestReport, parse_metadata
+from keel.context.qdrant_index import QdrantIndex
 from keel.context.settings import ChunkingConfig
 from keel.context.sqlite_index import SQLiteIndex
 from keel.errors import ConfigError, InvalidRequest, UpstreamConnectionError
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 
 def ingest(ingester: Ingester, paths: list[Path], **kw: object) -> IngestReport:
-    return asyncio.run(ingester.ingest(paths, "docs", **kw))  # type: ignore[arg-type]
+    return asyncio.run(ingester.ingest(paths, "docs", **kw))
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def index() -> SQLiteIndex:
     return SQLiteIndex(":memory:")
 
 
-def make(index: SQLiteIndex, base: Path, embedder: HashEmbedder | None = None) -> Ingester:
+def make(index: Index, base: Path, embedder: HashEmbedder | None = None) -> Ingester:
     return Ingester(index, embedder or HashEmbedder(64), model="hash-64", base_dir=base)
 
 
@@ -153,3 +156,26 @@ def test_vectors_stored_are_the_embedders(tmp_path: Path, index: SQLiteIndex) ->
     ingest(make(index, tmp_path, embedder), [tmp_path / "docs" / "hours.txt"])
     [hit] = index.keyword("docs", "opens nine", 1)
     assert np.allclose(index.vectors("docs", [hit.chunk.id]), embedder.vector(hit.chunk.indexed_text))
+
+
+def test_an_ingest_run_tidies_what_an_interrupted_qdrant_write_left(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nThe first version of a.\n")
+    with QdrantIndex(tmp_path / "q") as index:
+        ingest(make(index, tmp_path), [tmp_path / "a.md"])
+        upsert = index._upsert
+
+        def crash_on_manifest(collection: str, points: list[Any]) -> None:
+            if any((p.payload or {}).get("kind") == "document" for p in points):
+                raise RuntimeError("killed")
+            upsert(collection, points)
+
+        index._upsert = crash_on_manifest  # type: ignore[method-assign]
+        (tmp_path / "a.md").write_text("# A\n\nThe second version of a.\n")
+        with pytest.raises(RuntimeError):
+            ingest(make(index, tmp_path), [tmp_path / "a.md"])
+        index._upsert = upsert  # type: ignore[method-assign]
+        (tmp_path / "b.md").write_text("# B\n\nAnother file.\n")
+        report = ingest(make(index, tmp_path), [tmp_path / "b.md"])
+        assert report.count("ingested") == 1
+        kinds = [(p.payload or {})["kind"] for p in index.client.scroll("keel_docs", limit=100)[0]]
+        assert sorted(kinds) == ["chunk", "chunk", "collection", "document", "document"]

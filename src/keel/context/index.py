@@ -122,6 +122,12 @@ class Index(ABC):
     def vectors(self, collection: str, chunk_ids: Sequence[str]) -> Matrix:
         """The stored vectors of these chunks, one row each, in order (for diversity re-ranking)."""
 
+    def tidy(self, collection: str) -> int:
+        """Remove what interrupted writes left behind (readers never see it); the number of pieces
+        removed. ``keel ingest`` calls it once per run; an index whose writes are transactions has
+        nothing to do."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files."""
 

@@ -234,6 +234,7 @@ class Ingester:
         if prune:
             for o in self._prune(collection, paths, {o.source for o in report.outcomes}):
                 done(o)
+        await asyncio.to_thread(self.index.tidy, collection)  # what an interrupted run left, if any
         report.seconds = time.perf_counter() - t0
         return report
 

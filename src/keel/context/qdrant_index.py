@@ -10,8 +10,11 @@ Its chunk points are written first under that generation, then the document's ma
 (one point, so one atomic write) names the generation, then the older generations' points are
 deleted. Readers keep, per document, only the hits of the generation its manifest names (or, when the
 document was rewritten while they searched, of the newest committed generation they found), so
-after a crash at any step a reader sees the old chunks or the new ones, never both; the next
-write of the document removes the leftovers.
+after a crash at any step a reader sees the old chunks or the new ones, never both. The old
+generation's points are deleted by id (the manifest says how many); leftovers of an interrupted
+write are deleted by the next write of the document on a server (a filtered delete, indexed
+there) and by ``tidy`` at the end of the next ingest run in local mode (which filters in Python,
+so a filtered delete per document would read the whole collection each time).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class QdrantIndex(Index):
     ) -> None:
         self.prefix = prefix
         self.where = url or str(path)
+        self.local = url is None  # local mode filters in Python: every filtered delete reads all points
         self.analyser = Analyser()
         self._lock = threading.RLock()  # the local mode is not thread-safe
         try:
@@ -216,8 +220,12 @@ class QdrantIndex(Index):
         """One document's record, or None."""
         if self._registry(collection) is None:
             return None
+        manifest = self._manifest(collection, source)
+        return _record(manifest) if manifest is not None else None
+
+    def _manifest(self, collection: str, source: str) -> dict[str, Any] | None:
         found = self._call("retrieve", self.client.retrieve, self._name(collection), ids=[_doc_id(source)])
-        return _record(found[0].payload) if found else None
+        return dict(found[0].payload or {}) if found else None
 
     def known_vectors(self, collection: str, hashes: Sequence[str]) -> dict[str, Matrix]:
         """Stored vectors by chunk hash, for the hashes the collection holds."""
@@ -271,6 +279,7 @@ class QdrantIndex(Index):
             )
             for i, c in enumerate(chunks)
         ]
+        old = self._manifest(collection, source)
         self._upsert(collection, points)
         manifest = {
             "kind": "document",
@@ -284,21 +293,41 @@ class QdrantIndex(Index):
             "gen": gen,
         }
         self._upsert(collection, [models.PointStruct(id=_doc_id(source), vector={}, payload=manifest)])
-        self._purge(collection, source, keep=gen)
+        self._purge(collection, source, keep=gen, old=old)
         self._touch(collection, reg)
 
-    def _purge(self, collection: str, source: str, keep: str | None) -> None:
-        """Delete the document's chunk points of every generation but ``keep``."""
-        flt = models.Filter(
-            must=[_CHUNKS, _is("source", source)], must_not=[_is("gen", keep)] if keep else None
-        )
-        self._call(
-            "delete",
-            self.client.delete,
-            self._name(collection),
-            points_selector=models.FilterSelector(filter=flt),
-            wait=True,
-        )
+    def _purge(self, collection: str, source: str, keep: str | None, old: dict[str, Any] | None) -> None:
+        """Delete the document's chunk points of every generation but ``keep``: those of the ``old``
+        manifest's generation by id; on a server also any other by filter (indexed there; in local
+        mode ``tidy`` finds the leftovers of interrupted writes, once per ingest run)."""
+        if old is not None and old["gen"] != keep and int(old.get("chunks", 0)):
+            ids: list[models.ExtendedPointId] = [
+                _chunk_id(source, i, old["gen"]) for i in range(int(old["chunks"]))
+            ]
+            self._delete(collection, models.PointIdsList(points=ids))
+        if not self.local:
+            flt = models.Filter(
+                must=[_CHUNKS, _is("source", source)], must_not=[_is("gen", keep)] if keep else None
+            )
+            self._delete(collection, models.FilterSelector(filter=flt))
+
+    def _delete(self, collection: str, selector: Any) -> None:
+        self._call("delete", self.client.delete, self._name(collection), points_selector=selector, wait=True)
+
+    def tidy(self, collection: str) -> int:
+        """Delete chunk points that no manifest names (left by writes interrupted before their
+        commit or cleanup); the number deleted. Readers never see them either way."""
+        if self._registry(collection) is None:
+            return 0
+        live = {source: m["gen"] for source, m in self._manifests(collection).items()}
+        orphans = [
+            p.id
+            for p in self._scroll(collection, models.Filter(must=[_CHUNKS]))
+            if live.get(p.payload["source"]) != p.payload["gen"]
+        ]
+        for i in range(0, len(orphans), _PAGE):
+            self._delete(collection, models.PointIdsList(points=orphans[i : i + _PAGE]))
+        return len(orphans)
 
     def _touch(self, collection: str, reg: dict[str, Any]) -> None:
         self._upsert(
@@ -311,16 +340,11 @@ class QdrantIndex(Index):
         reg = self._registry(collection)
         if reg is None:
             raise missing(collection)
-        if self.document(collection, source) is None:
+        old = self._manifest(collection, source)
+        if old is None:
             return False
-        self._call(
-            "delete",
-            self.client.delete,
-            self._name(collection),
-            points_selector=models.PointIdsList(points=[_doc_id(source)]),
-            wait=True,
-        )
-        self._purge(collection, source, keep=None)
+        self._delete(collection, models.PointIdsList(points=[_doc_id(source)]))
+        self._purge(collection, source, keep=None, old=old)
         self._touch(collection, reg)
         return True
 
