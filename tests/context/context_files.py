@@ -5,9 +5,34 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keel.context.qdrant_index import QdrantIndex
 
 CLI = [str(Path(sys.executable).parent / "keel")]
+
+
+@contextmanager
+def killed_before_commit(index: QdrantIndex) -> Iterator[None]:
+    """The Qdrant write inside the block dies after its chunk points, before its manifest (the commit)."""
+    upsert = index._upsert
+
+    def crash_on_manifest(collection: str, points: list[Any]) -> None:
+        if any((p.payload or {}).get("kind") == "document" for p in points):
+            raise RuntimeError("killed")
+        upsert(collection, points)
+
+    index._upsert = crash_on_manifest  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            yield
+    finally:
+        index._upsert = upsert  # type: ignore[method-assign]
 
 
 def keel(

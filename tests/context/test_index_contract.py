@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.context.context_files import killed_before_commit
 
 from keel.context.chunk import Chunk, make_chunk
 from keel.context.embed import HashEmbedder, Matrix
@@ -310,17 +311,8 @@ def test_readers_see_a_document_all_old_or_all_new_while_it_is_rewritten(index: 
 def test_qdrant_a_crash_between_chunks_and_manifest_shows_the_old_document(tmp_path: Path) -> None:
     with QdrantIndex(tmp_path / "q") as index:
         put(index, "docs", "a.md", ["the old text about refunds"])
-        upsert = index._upsert
-
-        def crash_on_manifest(collection: str, points: list[Any]) -> None:
-            if any((p.payload or {}).get("kind") == "document" for p in points):
-                raise RuntimeError("killed")
-            upsert(collection, points)
-
-        index._upsert = crash_on_manifest  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError):
+        with killed_before_commit(index):
             put(index, "docs", "a.md", ["new text about refunds", "more new text about refunds"])
-        index._upsert = upsert  # type: ignore[method-assign]
         assert texts_of(index.keyword("docs", "text refunds new", 10)) == ["the old text about refunds"]
         put(index, "docs", "a.md", ["the third text about refunds"])
         assert texts_of(index.keyword("docs", "text refunds new third", 10)) == [

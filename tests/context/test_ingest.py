@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from tests.context.context_files import MARKDOWN, write_corpus
+from tests.context.context_files import MARKDOWN, killed_before_commit, write_corpus
 
 from keel.context.embed import HashEmbedder, Matrix
 from keel.context.index import Index
@@ -162,18 +161,9 @@ def test_an_ingest_run_tidies_what_an_interrupted_qdrant_write_left(tmp_path: Pa
     (tmp_path / "a.md").write_text("# A\n\nThe first version of a.\n")
     with QdrantIndex(tmp_path / "q") as index:
         ingest(make(index, tmp_path), [tmp_path / "a.md"])
-        upsert = index._upsert
-
-        def crash_on_manifest(collection: str, points: list[Any]) -> None:
-            if any((p.payload or {}).get("kind") == "document" for p in points):
-                raise RuntimeError("killed")
-            upsert(collection, points)
-
-        index._upsert = crash_on_manifest  # type: ignore[method-assign]
         (tmp_path / "a.md").write_text("# A\n\nThe second version of a.\n")
-        with pytest.raises(RuntimeError):
+        with killed_before_commit(index):
             ingest(make(index, tmp_path), [tmp_path / "a.md"])
-        index._upsert = upsert  # type: ignore[method-assign]
         (tmp_path / "b.md").write_text("# B\n\nAnother file.\n")
         report = ingest(make(index, tmp_path), [tmp_path / "b.md"])
         assert report.count("ingested") == 1
