@@ -39,6 +39,7 @@ from keel.context.index import (
 from keel.context.settings import Filters
 from keel.context.sqlite_schema import filter_sql, fts_query, marks, migrate
 from keel.errors import ConfigError, StateUnavailable
+from keel.stores.sqlite_migrations import use_wal
 
 _CHUNK_COLUMNS = "c.id, c.source, c.ordinal, c.title, c.headings, c.text, c.hash, c.metadata"
 
@@ -85,7 +86,7 @@ class SQLiteIndex(Index):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._db() as db:
                 if not self.memory:
-                    db.execute("PRAGMA journal_mode=WAL")
+                    use_wal(db, self.busy_timeout)
                 migrate(db)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"index {path}: cannot open: {exc}") from None

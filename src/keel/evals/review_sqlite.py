@@ -13,7 +13,7 @@ from typing import Any
 
 from keel.errors import ConfigError
 from keel.evals.review import ReviewStore
-from keel.stores.sqlite_migrations import Migration, apply_migrations
+from keel.stores.sqlite_migrations import Migration, apply_migrations, use_wal
 
 MIGRATIONS: list[Migration] = []
 
@@ -63,7 +63,7 @@ class SQLiteReviewStore(ReviewStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+                use_wal(db, self.busy_timeout)
                 apply_migrations(db, "review", MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{self.where}: cannot open: {exc}") from None

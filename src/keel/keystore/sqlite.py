@@ -17,7 +17,7 @@ from pathlib import Path
 from keel.errors import ConfigError, InvalidRequest
 from keel.keystore.base import KeyStore, Revision, StoredKey, revoked
 from keel.keystore.rows import COLUMNS, from_row, to_row
-from keel.stores.sqlite_migrations import Migration, apply_migrations
+from keel.stores.sqlite_migrations import Migration, apply_migrations, use_wal
 
 MIGRATIONS: list[Migration] = []
 
@@ -126,7 +126,7 @@ class SQLiteKeyStore(KeyStore):
             with closing(sqlite3.connect(self.path, isolation_level=None)) as db:
                 db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
                 if not self._migrated:
-                    db.execute("PRAGMA journal_mode=WAL")
+                    use_wal(db, self.busy_timeout)
                     apply_migrations(db, "keys", MIGRATIONS)
                     self._migrated = True
                 yield db

@@ -21,6 +21,7 @@ from typing import Any
 from keel.errors import ConfigError, LedgerWriteError
 from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, TailPage, VerdictStats, json_text
 from keel.monitor.usage import LATENCY_COLUMNS, Percentiles, UsageSummary, build_summary, sort_summaries
+from keel.stores.sqlite_migrations import use_wal
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -110,7 +111,7 @@ class SQLiteLedger(Ledger):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+                use_wal(db)
                 _migrate(db)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"ledger {self.path}: cannot open: {exc}") from None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from keel.errors import ConfigError
 from keel.prompts.registry import FIRST_LABEL, LabelEvent, PromptRegistry, PromptVersion
+from keel.stores.sqlite_migrations import use_wal
 
 Migration = Callable[[sqlite3.Connection], None]
 
@@ -61,7 +62,7 @@ def open_sqlite(path: Path, what: str, setup: Callable[[sqlite3.Connection], Non
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
+        use_wal(db)
         setup(db)
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"{path}: cannot open the {what}: {exc}") from None

@@ -1,4 +1,5 @@
-"""Numbered migrations for the embedded SQLite stores, recorded by name in one ``_migrations`` table.
+"""Numbered migrations for the embedded SQLite stores, recorded by name in one ``_migrations`` table,
+and the switch of a store's file to WAL.
 
 A store keeps its migrations as a list of small functions and applies them with its own name
 prefix (``review.m001_...``), so several stores share one file without stepping on each other.
@@ -11,6 +12,23 @@ import time
 from collections.abc import Callable, Sequence
 
 Migration = Callable[[sqlite3.Connection], None]
+
+
+def use_wal(db: sqlite3.Connection, timeout: float = 10.0) -> None:
+    """Put ``db``'s file in WAL mode. While another connection holds the file (two stores opening
+    a new file at once), the switch answers "database is locked" at once, without SQLite's busy
+    timeout, so it is retried here for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
 
 def apply_migrations(db: sqlite3.Connection, prefix: str, migrations: Sequence[Migration]) -> None:
