@@ -194,6 +194,19 @@ def test_the_onnx_runtime_gives_sentence_transformers_vectors_and_exports_once(
     again = LocalEmbedder(runtime="onnx", threads=1)  # another session, from the cached file
     assert np.allclose(run(go(again)), a, atol=1e-5)
 
+    [cached] = (tmp_path / "onnx").glob("*.onnx")
+    good = cached.read_bytes()
+    cached.write_bytes(good[: len(good) // 3])  # damaged on disk
+    exports: list[Path] = []
+
+    def export_again(path: Path, out: Path) -> None:
+        exports.append(path)
+        out.write_bytes(good)
+
+    monkeypatch.setattr(local_embed, "export_onnx", export_again)
+    recovered = LocalEmbedder(runtime="onnx", threads=2)
+    assert np.allclose(run(go(recovered)), a, atol=1e-5) and len(exports) == 1
+
 
 @pytest.mark.slow
 def test_a_model_the_onnx_runtime_cannot_run_is_refused_or_left_to_torch(tmp_path: Path) -> None:

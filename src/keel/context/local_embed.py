@@ -101,6 +101,7 @@ class OnnxModel:
     def __init__(self, path: Path, *, threads: int) -> None:
         try:
             import onnxruntime
+            from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise ProviderUnavailable(f"the onnx runtime needs onnxruntime: {_NEEDS_EXTRA}") from exc
@@ -114,9 +115,14 @@ class OnnxModel:
         # Idle worker threads would spin for a while after each call, taking the core the gateway
         # (or a keyword search running beside the embedding) needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            str(exported(path)), options, providers=["CPUExecutionProvider"]
-        )
+        cpu = ["CPUExecutionProvider"]
+        file = exported(path)
+        try:
+            self.session = onnxruntime.InferenceSession(str(file), options, providers=cpu)
+        except (Fail, InvalidGraph, InvalidProtobuf) as exc:  # a damaged cache file: made again, once
+            log.warning("the cached ONNX model %s is unreadable (%s): exporting it again", file, exc)
+            file.unlink(missing_ok=True)
+            self.session = onnxruntime.InferenceSession(str(exported(path)), options, providers=cpu)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
