@@ -16,7 +16,7 @@ import psycopg
 
 from keel.errors import ConfigError
 from keel.evals.store import _SCHEMA, EvalStore, Writer
-from keel.prompts.postgres_registry import split_schema
+from keel.stores.postgres_migrations import check_schema, split_schema
 
 _LOCK_KEY = 0x6B65656C65  # "keele": the advisory lock of eval-store writes
 
@@ -26,6 +26,7 @@ class PostgresEvalStore(EvalStore):
 
     def __init__(self, url: str) -> None:
         conninfo, schema = split_schema(url)
+        check_schema(schema, "eval store")
         parts = urlsplit(conninfo)
         self.where = f"{parts.hostname}:{parts.port or 5432}{parts.path}" + (
             f"?schema={schema}" if schema else ""

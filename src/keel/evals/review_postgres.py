@@ -7,7 +7,6 @@ together take turns; its migrations are recorded as ``review.*`` in the schema's
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -18,10 +17,9 @@ from psycopg.rows import dict_row
 
 from keel.errors import ConfigError, StateUnavailable
 from keel.evals.review import ReviewStore
-from keel.stores.postgres_migrations import Migration, apply_migrations, split_schema
+from keel.stores.postgres_migrations import Migration, apply_migrations, check_schema, split_schema
 
 T = TypeVar("T")
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MIGRATIONS: list[Migration] = []
 
 
@@ -68,8 +66,7 @@ class PostgresReviewStore(ReviewStore):
         parts = urlsplit(url)
         netloc = parts.netloc if parts.password is None else parts.netloc.replace(parts.password, "***", 1)
         self.where = f"review queue {urlunsplit(parts._replace(netloc=netloc))}"
-        if schema is not None and not _SCHEMA_NAME.match(schema):
-            raise ConfigError(f"{self.where}: schema {schema!r}: use letters, digits and _")
+        check_schema(schema, self.where)
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[dict[str, Any]] | None = None

@@ -11,7 +11,6 @@ each opens its own short connection: nothing is held open between them.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,12 +19,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from keel.errors import ConfigError, InvalidRequest, StateUnavailable
+from keel.errors import InvalidRequest, StateUnavailable
 from keel.keystore.base import KeyStore, Revision, StoredKey, revoked
 from keel.keystore.rows import COLUMNS, from_row, to_row
-from keel.stores.postgres_migrations import Migration, apply_migrations
+from keel.stores.postgres_migrations import Migration, apply_migrations, check_schema
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 MIGRATIONS: list[Migration] = []
 
 
@@ -69,8 +67,7 @@ class PostgresKeyStore(KeyStore):
         self.url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
         netloc = parts.netloc if parts.password is None else parts.netloc.replace(parts.password, "***", 1)
         self.where = f"key store {urlunsplit(parts._replace(netloc=netloc))}"
-        if wanted is not None and not _SCHEMA_NAME.match(wanted):
-            raise ConfigError(f"{self.where}: schema {wanted!r}: use letters, digits and _")
+        check_schema(wanted, self.where)
         self.connect_timeout = connect_timeout
         self._wanted = wanted
         self._schema: str | None = None  # known once migrated (on the first operation)

@@ -13,7 +13,6 @@ The schema grows by numbered migrations recorded in ``_migrations``, as in the S
 
 from __future__ import annotations
 
-import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -26,12 +25,11 @@ from keel.errors import ConfigError, LedgerWriteError, StateUnavailable
 from keel.monitor.ledger import GroupBy, Ledger, LedgerRow, TailPage, VerdictStats, json_text
 from keel.monitor.open import describe
 from keel.monitor.usage import LATENCY_COLUMNS, Percentiles, UsageSummary, build_summary, sort_summaries
-from keel.stores.postgres_migrations import Migration, apply_migrations, split_schema
+from keel.stores.postgres_migrations import Migration, apply_migrations, check_schema, split_schema
 
 T = TypeVar("T")
 MIGRATIONS: list[Migration] = []
 
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _COLUMNS = tuple(f.name for f in fields(LedgerRow))
 _COLS = ", ".join(_COLUMNS)
 _GROUP_COLUMN: dict[str, str] = {"feature": "feature", "model": "model", "key": "key_id"}
@@ -109,8 +107,7 @@ class PostgresLedger(Ledger):
         self._reader: psycopg.Connection[Any] | None = None
         self._closed = False
         wanted = schema or from_url
-        if wanted is not None and not _SCHEMA_NAME.match(wanted):
-            raise ConfigError(f"ledger {self.display}: schema {wanted!r}: use letters, digits and _")
+        check_schema(wanted, f"ledger {self.display}")
         try:
             with self._connect() as conn:
                 self.schema = apply_migrations(conn, wanted, "ledger", MIGRATIONS, what="ledger")

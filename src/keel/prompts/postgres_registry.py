@@ -7,19 +7,18 @@ numbers stay dense and label events keep their order across replicas.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 
 from keel.errors import ConfigError
 from keel.prompts.registry import FIRST_LABEL, LabelEvent, PromptRegistry, PromptVersion
+from keel.stores.postgres_migrations import check_schema, split_schema
 
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _LOCK_KEY = 0x6B65656C70  # "keelp": the advisory lock of registry writes
 
 
@@ -42,22 +41,12 @@ def _m001(cur: psycopg.Cursor[Any], s: str) -> None:
 MIGRATIONS: list[Callable[[psycopg.Cursor[Any], str], None]] = [_m001]
 
 
-def split_schema(url: str) -> tuple[str, str | None]:
-    """The libpq URL without keel's ``schema`` parameter, and that schema."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    if schema is not None and not _SCHEMA.match(schema):
-        raise ConfigError(f"prompt registry: bad schema name {schema!r}")
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
 class PostgresPromptRegistry(PromptRegistry):
     """Versions and labels in three PostgreSQL tables; numbered migrations in ``_prompt_migrations``."""
 
     def __init__(self, url: str) -> None:
         conninfo, schema = split_schema(url)
+        check_schema(schema, "prompt registry")
         parts = urlsplit(conninfo)
         self.where = f"{parts.hostname}:{parts.port or 5432}{parts.path}" + (
             f"?schema={schema}" if schema else ""

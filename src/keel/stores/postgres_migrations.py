@@ -9,6 +9,7 @@ migration is applied once.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -72,3 +73,12 @@ def split_schema(url: str) -> tuple[str, str | None]:
     schema = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def check_schema(schema: str | None, where: str) -> None:
+    """ConfigError naming ``where`` unless ``schema`` (when given) is a plain SQL identifier."""
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise ConfigError(f"{where}: schema {schema!r}: use letters, digits and _")
