@@ -218,6 +218,7 @@ def exported(path: Path) -> Path:
         os.close(fd)
     try:
         export_onnx(path, Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp made it private; the cache may serve other users' processes
         os.replace(tmp, target)  # atomic: a concurrent process sees the whole file or none
     finally:
         Path(tmp).unlink(missing_ok=True)
